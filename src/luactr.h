@@ -1,0 +1,130 @@
+/*
+** luactr.h -- what the files of the native core share.
+**
+** Every C file in src/ is one kernel area; each ends with a luaL_Reg table
+** and an opener `lx_open_<area>` that core.c gathers into `luactr.core`.
+** Names: `lx_` for what is shared between files, `l_` for Lua bindings,
+** plain static names for what a file keeps to itself.
+*/
+#ifndef LUACTR_H
+#define LUACTR_H
+
+#include <stddef.h>
+#include <stdbool.h>
+#include <sys/types.h>
+#include <sys/mount.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+
+#define LX_PROCESS "luactr.process"
+
+/* {====== failures ====== */
+
+/* Pushes the luaposix failure triple `nil, "what: strerror(err)", err`
+** and returns 3, for a failed system call. */
+int lx_fail(lua_State *L, const char *what, int err);
+
+/* Same, with the message already written (no strerror appended). */
+int lx_failmsg(lua_State *L, const char *msg, int err);
+
+/* }====== */
+
+/* {====== option tables ====== */
+
+/* Raises an error naming `where` if table at `idx` has a key that is not
+** in the NULL-terminated `known` list. Unknown keys are never ignored. */
+void lx_checkkeys(lua_State *L, int idx, const char *where,
+                  const char *const known[]);
+
+/* }====== */
+
+/* {====== async-signal-safe string building, for the child ====== */
+
+/* A fixed buffer that never overflows: appends are truncated. */
+typedef struct lx_buf {
+  char s[4096];
+  size_t n;
+} lx_buf;
+
+void lx_buf_init(lx_buf *b);
+void lx_buf_cat(lx_buf *b, const char *s);
+void lx_buf_catn(lx_buf *b, const char *s, size_t n);
+void lx_buf_catint(lx_buf *b, long v);
+
+/* Joins `dir` and `name` into `out` (size PATH_MAX); returns false when the
+** result does not fit. */
+bool lx_path_join(char *out, const char *dir, const char *name);
+
+/* }====== */
+
+/* {====== mount mechanism shared with spawn ====== */
+
+/* Flags a bind mount can only get by a second, remounting mount(2). */
+#define LX_REMOUNT_FLAGS \
+  (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | \
+   MS_NODIRATIME | MS_RELATIME | MS_STRICTATIME)
+
+/* One entry of the OCI `mounts` array, parsed in the parent so that the
+** child only has to call mount(2). */
+typedef struct lx_mount {
+  const char *dest;       /* absolute path in the container */
+  const char *type;       /* filesystem type, or NULL for bind */
+  const char *source;
+  const char *data;       /* comma-joined options that are not flags */
+  unsigned long flags;    /* MS_* flags for the first mount(2) */
+  unsigned long pflags;   /* propagation (MS_PRIVATE, ...) or 0 */
+  bool bind;              /* bind or rbind */
+  bool remount;           /* flags that a bind mount needs a remount for */
+} lx_mount;
+
+/* Parses an OCI options array (Lua table at `idx`, may be absent) into
+** `m`. Raises on an option it does not know: a typo must not silently
+** weaken a mount. The data string is allocated as a Lua string left on
+** the stack (or nil): exactly one value is pushed. */
+void lx_mount_parseopts(lua_State *L, int idx, lx_mount *m);
+
+/* Performs one mount of the spec at `path`: beneath `rootfd` without ever
+** leaving it (creating the target as needed), or as the path is when
+** rootfd < 0. Remounts and sets propagation when the options ask.
+** Returns 0 or -1 with errno set. Async-signal-safe. */
+int lx_mount_at(const lx_mount *m, int rootfd, const char *path);
+
+/* Opens `path` beneath `rootfd` (O_PATH), never resolving outside it,
+** creating missing directories (and a missing last component as a file
+** when `as_file`). Returns the fd or -1 with errno. Async-signal-safe. */
+int lx_open_in_root(int rootfd, const char *path, bool create, bool as_file);
+
+/* Hides `path` (container view): /dev/null over a file, an empty read-only
+** tmpfs over a directory; a missing path is left alone. 0 or -1/errno. */
+int lx_mask_path(const char *path);
+
+/* Makes `path` a read-only bind of itself, keeping its nosuid/nodev/noexec
+** flags; a missing path is left alone. 0 or -1/errno. */
+int lx_readonly_path(const char *path);
+
+/* Remounts the bind mount at `path` with `flags` added to the flags it
+** already has (MS_RDONLY for a read-only root). 0 or -1/errno. */
+int lx_remount_bind(const char *path, unsigned long flags);
+
+/* }====== */
+
+/* {====== namespaces ====== */
+
+/* The CLONE_NEW* flag of an OCI namespace type ("pid", "network", ...), or
+** 0 when the name is unknown. */
+int lx_ns_flag(const char *type);
+
+/* }====== */
+
+/* {====== openers ====== */
+
+void lx_open_ns(lua_State *L);
+void lx_open_mount(lua_State *L);
+void lx_open_spawn(lua_State *L);
+void lx_open_pty(lua_State *L);
+void lx_open_sys(lua_State *L);
+
+/* }====== */
+
+#endif

@@ -1,0 +1,1075 @@
+/*
+** spawn.c -- the container start sequence, from clone to execve, natively.
+**
+** core.spawn(spec, opts) takes an OCI runtime spec as a Lua table, checks
+** and copies everything it needs into a C struct in the parent, then
+** clones a child into new namespaces. The child runs the whole sequence
+** (mounts, /dev, pivot_root, masks, user, exec) with no Lua in between and
+** only async-signal-safe calls. A failing step is written to a close-on-
+** exec pipe as (errno, "step detail"); a successful execve closes the pipe,
+** so the parent knows the outcome when its read returns.
+**
+** It returns a process handle (luactr.process): wait, kill, resize.
+*/
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/sched.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/pidfd.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <grp.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "luactr.h"
+
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define MAX_JOIN 8
+
+/* {====== the spec, parsed in the parent ====== */
+
+typedef struct spec {
+  const char **argv, **envp;     /* NULL-terminated */
+  const char *cwd;
+  uid_t uid;
+  gid_t gid;
+  gid_t *groups;
+  int ngroups;
+  mode_t umask;
+  bool terminal, no_new_privs;
+  unsigned short rows, cols;     /* console size, 0 when not given */
+  const char *root;
+  bool root_ro;
+  const char *hostname, *domainname;
+  int nsflags;                   /* namespaces to create */
+  int njoin;                     /* namespaces to join, by path */
+  struct { int type; const char *path; } join[MAX_JOIN];
+  unsigned long rootprop;
+  lx_mount *mounts;
+  int nmounts;
+  bool dev_tmpfs;                /* /dev is ours to fill */
+  const char **masked, **ropaths;
+  int nmasked, nro;
+  /* from opts, not the OCI spec */
+  const char *init;              /* the init program, or NULL */
+  int initfd;
+  bool stdin_null, forward;
+  /* set up by spawn */
+  int errfd, sockfd;
+  sigset_t childmask;            /* the mask the command starts with */
+} spec;
+
+/* Allocates `n` zeroed items in a userdata left on the stack (collected
+** with the call's stack frame). */
+static void *scratch(lua_State *L, size_t n, size_t size) {
+  void *p = lua_newuserdatauv(L, n * size + 1, 0);
+  memset(p, 0, n * size + 1);
+  return p;
+}
+
+/* Pushes t[key] (idx absolute) and checks its type; returns false when
+** absent. `where` names the field for the error. */
+static bool getfield(lua_State *L, int idx, const char *key, int type,
+                     const char *where) {
+  int t = lua_getfield(L, idx, key);
+  if (t == LUA_TNIL) {
+    lua_pop(L, 1);
+    return false;
+  }
+  if (t != type)
+    luaL_error(L, "spawn: %s.%s: expected %s, got %s", where, key,
+               lua_typename(L, type), luaL_typename(L, -1));
+  return true;
+}
+
+static const char *optstr(lua_State *L, int idx, const char *key,
+                          const char *where) {
+  if (!getfield(L, idx, key, LUA_TSTRING, where))
+    return NULL;
+  const char *s = lua_tostring(L, -1);  /* anchored by the spec table */
+  lua_pop(L, 1);
+  return s;
+}
+
+static bool optbool(lua_State *L, int idx, const char *key, const char *where) {
+  if (!getfield(L, idx, key, LUA_TBOOLEAN, where))
+    return false;
+  bool b = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return b;
+}
+
+static lua_Integer optint(lua_State *L, int idx, const char *key,
+                          const char *where, lua_Integer dflt) {
+  if (lua_getfield(L, idx, key) == LUA_TNIL) {
+    lua_pop(L, 1);
+    return dflt;
+  }
+  int isint;
+  lua_Integer v = lua_tointegerx(L, -1, &isint);
+  if (!isint)
+    luaL_error(L, "spawn: %s.%s: expected an integer", where, key);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* Reads the string array at the top of the stack into a NULL-terminated
+** vector; pops it. */
+static const char **strings(lua_State *L, const char *where, int *count) {
+  int t = lua_gettop(L);
+  lua_Integer n = luaL_len(L, t);
+  const char **v = scratch(L, (size_t)n + 1, sizeof *v);
+  lua_insert(L, t);  /* keep the userdata below the array */
+  for (lua_Integer i = 1; i <= n; i++) {
+    if (lua_geti(L, t + 1, i) != LUA_TSTRING)
+      luaL_error(L, "spawn: %s[%d]: expected a string", where, (int)i);
+    v[i - 1] = lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);  /* the array; the userdata stays */
+  if (count)
+    *count = (int)n;
+  return v;
+}
+
+static void parse_process(lua_State *L, int idx, spec *s) {
+  static const char *const known[] = {
+    "terminal", "consoleSize", "user", "args", "env", "cwd",
+    "noNewPrivileges", NULL};
+  lx_checkkeys(L, idx, "spawn: process", known);
+  if (!getfield(L, idx, "args", LUA_TTABLE, "process"))
+    luaL_error(L, "spawn: process.args is missing");
+  int n;
+  s->argv = strings(L, "process.args", &n);
+  if (n == 0)
+    luaL_error(L, "spawn: process.args is empty");
+  if (getfield(L, idx, "env", LUA_TTABLE, "process"))
+    s->envp = strings(L, "process.env", NULL);
+  else
+    s->envp = scratch(L, 1, sizeof *s->envp);
+  s->cwd = optstr(L, idx, "cwd", "process");
+  if (!s->cwd)
+    s->cwd = "/";
+  if (s->cwd[0] != '/')
+    luaL_error(L, "spawn: process.cwd must be an absolute path");
+  s->terminal = optbool(L, idx, "terminal", "process");
+  s->no_new_privs = optbool(L, idx, "noNewPrivileges", "process");
+  if (getfield(L, idx, "consoleSize", LUA_TTABLE, "process")) {
+    int c = lua_gettop(L);
+    static const char *const cs[] = {"height", "width", NULL};
+    lx_checkkeys(L, c, "spawn: process.consoleSize", cs);
+    s->rows = (unsigned short)optint(L, c, "height", "consoleSize", 0);
+    s->cols = (unsigned short)optint(L, c, "width", "consoleSize", 0);
+    lua_pop(L, 1);
+  }
+  s->umask = 022;
+  if (getfield(L, idx, "user", LUA_TTABLE, "process")) {
+    int u = lua_gettop(L);
+    static const char *const uk[] = {"uid", "gid", "umask", "additionalGids",
+                                     NULL};
+    lx_checkkeys(L, u, "spawn: process.user", uk);
+    s->uid = (uid_t)optint(L, u, "uid", "process.user", 0);
+    s->gid = (gid_t)optint(L, u, "gid", "process.user", 0);
+    s->umask = (mode_t)optint(L, u, "umask", "process.user", 022);
+    if (getfield(L, u, "additionalGids", LUA_TTABLE, "process.user")) {
+      int g = lua_gettop(L);
+      s->ngroups = (int)luaL_len(L, g);
+      s->groups = scratch(L, (size_t)s->ngroups, sizeof *s->groups);
+      lua_insert(L, g);  /* anchor below the array */
+      for (int i = 0; i < s->ngroups; i++) {
+        lua_geti(L, g + 1, i + 1);
+        int isint;
+        s->groups[i] = (gid_t)lua_tointegerx(L, -1, &isint);
+        if (!isint)
+          luaL_error(L, "spawn: process.user.additionalGids[%d]: expected "
+                     "an integer", i + 1);
+        lua_pop(L, 1);
+      }
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);  /* process */
+}
+
+static void parse_mounts(lua_State *L, int idx, spec *s) {
+  s->nmounts = (int)luaL_len(L, idx);
+  s->mounts = scratch(L, (size_t)s->nmounts, sizeof *s->mounts);
+  lua_insert(L, idx);  /* anchor below the array */
+  lua_newtable(L);     /* anchors the options' data strings */
+  lua_insert(L, idx + 1);
+  int anchor = idx + 1;
+  idx += 2;
+  static const char *const known[] = {"destination", "type", "source",
+                                      "options", NULL};
+  for (int i = 0; i < s->nmounts; i++) {
+    lx_mount *m = &s->mounts[i];
+    if (lua_geti(L, idx, i + 1) != LUA_TTABLE)
+      luaL_error(L, "spawn: mounts[%d]: expected a table", i + 1);
+    int t = lua_gettop(L);
+    lx_checkkeys(L, t, "spawn: mounts[]", known);
+    m->dest = optstr(L, t, "destination", "mounts[]");
+    if (!m->dest || m->dest[0] != '/')
+      luaL_error(L, "spawn: mounts[%d].destination must be an absolute path",
+                 i + 1);
+    m->type = optstr(L, t, "type", "mounts[]");
+    m->source = optstr(L, t, "source", "mounts[]");
+    lua_getfield(L, t, "options");
+    lx_mount_parseopts(L, -1, m);  /* pushes the data string (or nil) */
+    lua_rawseti(L, anchor, i + 1);
+    lua_pop(L, 1);  /* options */
+    if (m->type && strcmp(m->type, "bind") == 0) {
+      m->type = NULL;
+      m->bind = true;
+      m->flags |= MS_BIND;
+      m->remount = (m->flags & LX_REMOUNT_FLAGS) != 0;
+    }
+    if (m->bind && m->data)
+      luaL_error(L, "spawn: mounts[%d]: unknown bind mount option in '%s'",
+                 i + 1, m->data);
+    if (m->bind && !m->source)
+      luaL_error(L, "spawn: mounts[%d]: a bind mount needs a source", i + 1);
+    if (!m->bind && !m->type)
+      luaL_error(L, "spawn: mounts[%d]: type is missing", i + 1);
+    if (m->type && strcmp(m->type, "tmpfs") == 0 && strcmp(m->dest, "/dev") == 0)
+      s->dev_tmpfs = true;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);  /* the array; the scratch stays */
+}
+
+static void parse_linux(lua_State *L, int idx, spec *s) {
+  static const char *const known[] = {"namespaces", "maskedPaths",
+                                      "readonlyPaths", "rootfsPropagation",
+                                      NULL};
+  lx_checkkeys(L, idx, "spawn: linux", known);
+  if (getfield(L, idx, "namespaces", LUA_TTABLE, "linux")) {
+    int t = lua_gettop(L);
+    lua_Integer n = luaL_len(L, t);
+    for (lua_Integer i = 1; i <= n; i++) {
+      if (lua_geti(L, t, i) != LUA_TTABLE)
+        luaL_error(L, "spawn: linux.namespaces[%d]: expected a table", (int)i);
+      static const char *const nk[] = {"type", "path", NULL};
+      lx_checkkeys(L, -1, "spawn: linux.namespaces[]", nk);
+      const char *type = optstr(L, lua_gettop(L), "type", "namespaces[]");
+      int flag = type ? lx_ns_flag(type) : 0;
+      if (!flag)
+        luaL_error(L, "spawn: linux.namespaces[%d]: unknown type '%s'",
+                   (int)i, type ? type : "(none)");
+      if (flag == CLONE_NEWUSER || flag == CLONE_NEWTIME)
+        luaL_error(L, "spawn: the %s namespace is not supported yet", type);
+      const char *path = optstr(L, lua_gettop(L), "path", "namespaces[]");
+      if (path) {
+        if (s->njoin == MAX_JOIN)
+          luaL_error(L, "spawn: too many namespaces to join");
+        s->join[s->njoin].type = flag;
+        s->join[s->njoin++].path = path;
+      } else {
+        s->nsflags |= flag;
+      }
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  if (getfield(L, idx, "maskedPaths", LUA_TTABLE, "linux"))
+    s->masked = strings(L, "linux.maskedPaths", &s->nmasked);
+  if (getfield(L, idx, "readonlyPaths", LUA_TTABLE, "linux"))
+    s->ropaths = strings(L, "linux.readonlyPaths", &s->nro);
+  s->rootprop = MS_REC | MS_PRIVATE;
+  const char *prop = optstr(L, idx, "rootfsPropagation", "linux");
+  if (prop) {
+    static const char *const names[] = {"private", "rprivate", "slave",
+                                        "rslave", "shared", "rshared",
+                                        "unbindable", "runbindable", NULL};
+    static const unsigned long flags[] = {
+      MS_PRIVATE, MS_REC | MS_PRIVATE, MS_SLAVE, MS_REC | MS_SLAVE,
+      MS_SHARED, MS_REC | MS_SHARED, MS_UNBINDABLE, MS_REC | MS_UNBINDABLE};
+    int i = 0;
+    while (names[i] && strcmp(names[i], prop) != 0)
+      i++;
+    if (!names[i])
+      luaL_error(L, "spawn: linux.rootfsPropagation: unknown value '%s'", prop);
+    s->rootprop = flags[i];
+  }
+  lua_pop(L, 1);  /* linux */
+}
+
+static void parse_spec(lua_State *L, spec *s) {
+  static const char *const known[] = {"ociVersion", "process", "root",
+                                      "hostname", "domainname", "mounts",
+                                      "linux", "annotations", NULL};
+  memset(s, 0, sizeof *s);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lx_checkkeys(L, 1, "spawn: spec", known);
+  if (!getfield(L, 1, "process", LUA_TTABLE, "spec"))
+    luaL_error(L, "spawn: process is missing");
+  parse_process(L, lua_gettop(L), s);
+  if (!getfield(L, 1, "root", LUA_TTABLE, "spec"))
+    luaL_error(L, "spawn: root is missing");
+  static const char *const rk[] = {"path", "readonly", NULL};
+  lx_checkkeys(L, -1, "spawn: root", rk);
+  s->root = optstr(L, lua_gettop(L), "path", "root");
+  if (!s->root)
+    luaL_error(L, "spawn: root.path is missing");
+  s->root_ro = optbool(L, lua_gettop(L), "readonly", "root");
+  lua_pop(L, 1);
+  s->hostname = optstr(L, 1, "hostname", "spec");
+  s->domainname = optstr(L, 1, "domainname", "spec");
+  if (getfield(L, 1, "linux", LUA_TTABLE, "spec"))
+    parse_linux(L, lua_gettop(L), s);
+  if (getfield(L, 1, "mounts", LUA_TTABLE, "spec"))
+    parse_mounts(L, lua_gettop(L), s);
+  /* Without these namespaces the child would change the host itself. */
+  if (!(s->nsflags & CLONE_NEWNS))
+    luaL_error(L, "spawn: a container needs its own mount namespace");
+  if ((s->hostname || s->domainname) && !(s->nsflags & CLONE_NEWUTS))
+    luaL_error(L, "spawn: hostname needs its own uts namespace");
+  if (!lua_isnoneornil(L, 2)) {
+    static const char *const ok[] = {"init", "stdin", "forward_signals",
+                                      NULL};
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lx_checkkeys(L, 2, "spawn: opts", ok);
+    s->init = optstr(L, 2, "init", "opts");
+    s->forward = optbool(L, 2, "forward_signals", "opts");
+    const char *in = optstr(L, 2, "stdin", "opts");
+    if (in && strcmp(in, "null") == 0)
+      s->stdin_null = true;
+    else if (in && strcmp(in, "inherit") != 0)
+      luaL_error(L, "spawn: opts.stdin: expected \"inherit\" or \"null\"");
+  }
+}
+
+/* }====== */
+
+/* {====== the child (async-signal-safe only) ====== */
+
+typedef struct report {
+  int err;
+  int len;
+  char msg[1024];
+} report;
+
+/* Sends (errno, "step detail") to the parent and exits. */
+static void __attribute__((noreturn))
+die(const spec *s, const char *step, const char *detail) {
+  report r;
+  lx_buf b;
+  r.err = errno;
+  lx_buf_init(&b);
+  lx_buf_cat(&b, step);
+  if (detail) {
+    lx_buf_cat(&b, " ");
+    lx_buf_cat(&b, detail);
+  }
+  r.len = (int)(b.n < sizeof r.msg ? b.n : sizeof r.msg - 1);
+  memcpy(r.msg, b.s, (size_t)r.len);
+  r.msg[r.len] = '\0';
+  ssize_t w;
+  do
+    w = write(s->errfd, &r, offsetof(report, msg) + (size_t)r.len + 1);
+  while (w < 0 && errno == EINTR);
+  _exit(125);
+}
+
+static void setup_devices(const spec *s, int rootfd) {
+  static const struct { const char *name; unsigned maj, min; } devs[] = {
+    {"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7},
+    {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
+  };
+  static const struct { const char *name, *to; } links[] = {
+    {"fd", "/proc/self/fd"}, {"stdin", "/proc/self/fd/0"},
+    {"stdout", "/proc/self/fd/1"}, {"stderr", "/proc/self/fd/2"},
+    {"ptmx", "pts/ptmx"}, {"core", "/proc/kcore"},
+  };
+  int dev = lx_open_in_root(rootfd, "/dev", false, false);
+  if (dev < 0)
+    die(s, "open", "/dev");
+  for (size_t i = 0; i < sizeof devs / sizeof devs[0]; i++)
+    if (mknodat(dev, devs[i].name, S_IFCHR | 0666,
+                makedev(devs[i].maj, devs[i].min)) < 0 && errno != EEXIST)
+      die(s, "mknod /dev/", devs[i].name);
+  for (size_t i = 0; i < sizeof links / sizeof links[0]; i++)
+    if (symlinkat(links[i].to, dev, links[i].name) < 0 && errno != EEXIST)
+      die(s, "symlink /dev/", links[i].name);
+  close(dev);
+}
+
+static void loopback_up(const spec *s) {
+  struct ifreq ifr;
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    die(s, "socket", "lo");
+  memset(&ifr, 0, sizeof ifr);
+  memcpy(ifr.ifr_name, "lo", 3);
+  if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+    die(s, "ioctl SIOCGIFFLAGS", "lo");
+  ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+  if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
+    die(s, "ioctl SIOCSIFFLAGS", "lo");
+  close(fd);
+}
+
+/* Moves into the new root: the old root is detached, never unmounted in a
+** way the host could see (everything is private by now). */
+static void enter_root(const spec *s, int rootfd) {
+  if (fchdir(rootfd) < 0)
+    die(s, "chdir", s->root);
+  if (syscall(SYS_pivot_root, ".", ".") < 0)
+    die(s, "pivot_root", s->root);
+  /* the old root is stacked on "." now: lazily detach it */
+  if (umount2(".", MNT_DETACH) < 0)
+    die(s, "umount", "old root");
+  if (chdir("/") < 0)
+    die(s, "chdir", "/");
+}
+
+/* Opens a pseudo-terminal in the container's own devpts, sends the master
+** to the parent and returns the slave. */
+static int open_console(const spec *s) {
+  int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0)
+    die(s, "open", "/dev/ptmx");
+  int unlock = 0;
+  if (ioctl(master, TIOCSPTLCK, &unlock) < 0)
+    die(s, "unlockpt", "/dev/ptmx");
+  if (s->rows && s->cols) {
+    struct winsize ws = {.ws_row = s->rows, .ws_col = s->cols};
+    if (ioctl(master, TIOCSWINSZ, &ws) < 0)
+      die(s, "ioctl TIOCSWINSZ", "/dev/ptmx");
+  }
+  int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (slave < 0)
+    die(s, "open", "pty slave");
+  if (s->dev_tmpfs) {
+    /* /dev/console is the container's terminal, as in runc and Docker */
+    unsigned n;
+    lx_buf p;
+    if (ioctl(master, TIOCGPTN, &n) < 0)
+      die(s, "ioctl TIOCGPTN", "/dev/ptmx");
+    lx_buf_init(&p);
+    lx_buf_cat(&p, "/dev/pts/");
+    lx_buf_catint(&p, (long)n);
+    int c = open("/dev/console", O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC,
+                 0600);
+    if (c < 0)
+      die(s, "create", "/dev/console");
+    close(c);
+    if (mount(p.s, "/dev/console", NULL, MS_BIND, NULL) < 0)
+      die(s, "bind /dev/console", p.s);
+  }
+  char byte = 0;
+  struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+  union {
+    struct cmsghdr h;
+    char buf[CMSG_SPACE(sizeof(int))];
+  } u;
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1,
+                       .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &master, sizeof(int));
+  if (sendmsg(s->sockfd, &msg, MSG_NOSIGNAL) < 0)
+    die(s, "send", "pty master");
+  close(master);
+  return slave;
+}
+
+/* Finds `prog` along the container's PATH, as execvpe would with the
+** container's environment (not luactr's). */
+static void exec_command(const spec *s) {
+  const char *prog = s->argv[0];
+  if (strchr(prog, '/')) {
+    execve(prog, (char *const *)s->argv, (char *const *)s->envp);
+    die(s, "exec", prog);
+  }
+  const char *path = DEFAULT_PATH;
+  for (int i = 0; s->envp[i]; i++)
+    if (strncmp(s->envp[i], "PATH=", 5) == 0)
+      path = s->envp[i] + 5;
+  bool denied = false;
+  char full[PATH_MAX];
+  while (*path) {
+    const char *end = strchr(path, ':');
+    size_t n = end ? (size_t)(end - path) : strlen(path);
+    char dir[PATH_MAX];
+    if (n < sizeof dir) {
+      memcpy(dir, path, n);
+      dir[n] = '\0';
+      if (lx_path_join(full, n ? dir : ".", prog)) {
+        execve(full, (char *const *)s->argv, (char *const *)s->envp);
+        if (errno == EACCES)
+          denied = true;
+        else if (errno != ENOENT && errno != ENOTDIR && errno != ELOOP)
+          die(s, "exec", prog);
+      }
+    }
+    path += n + (end ? 1 : 0);
+  }
+  errno = denied ? EACCES : ENOENT;
+  die(s, "exec", prog);
+}
+
+/* The part after pivot_root that the command's own process does. */
+static void __attribute__((noreturn))
+finish(const spec *s, int slave, bool leader) {
+  if (leader && setsid() < 0)
+    die(s, "setsid", NULL);
+  if (slave >= 0) {
+    if (leader) {
+      if (ioctl(slave, TIOCSCTTY, 0) < 0)
+        die(s, "ioctl TIOCSCTTY", "console");
+    } else {
+      /* under --init: its own process group, in the terminal's foreground */
+      if (setpgid(0, 0) < 0 || tcsetpgrp(slave, getpid()) < 0)
+        die(s, "tcsetpgrp", "console");
+    }
+    for (int fd = 0; fd < 3; fd++)
+      if (dup2(slave, fd) < 0)
+        die(s, "dup2", "console");
+    if (slave > 2)
+      close(slave);
+  } else if (s->stdin_null) {
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || dup2(fd, 0) < 0)
+      die(s, "open", "/dev/null");
+    close(fd);
+  }
+  /* the working directory is made (as root) when it is missing, as
+  ** Docker does; entering it waits for the final user */
+  if (strcmp(s->cwd, "/") != 0) {
+    int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    int fd = root < 0 ? -1 : lx_open_in_root(root, s->cwd, true, false);
+    if (fd < 0)
+      die(s, "mkdir", s->cwd);
+    close(fd);
+    close(root);
+  }
+  if (setgroups((size_t)s->ngroups, s->groups) < 0)
+    die(s, "setgroups", NULL);
+  if (setgid(s->gid) < 0)
+    die(s, "setgid", NULL);
+  if (setuid(s->uid) < 0)
+    die(s, "setuid", NULL);
+  if (chdir(s->cwd) < 0)
+    die(s, "chdir", s->cwd);
+  umask(s->umask);
+  if (s->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+    die(s, "prctl", "no_new_privs");
+  /* Only 0, 1 and 2 reach the command: everything else closes on exec,
+  ** the error pipe last of all, which tells the parent we made it. */
+  if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+    die(s, "close_range", NULL);
+  sigprocmask(SIG_SETMASK, &s->childmask, NULL);
+  exec_command(s);
+  _exit(127);  /* not reached: exec_command dies */
+}
+
+static void __attribute__((noreturn)) child_main(spec *s) {
+  /* Ignored signals survive exec: give the command default ones. */
+  for (int sig = 1; sig < _NSIG; sig++)
+    if (sig != SIGKILL && sig != SIGSTOP)
+      signal(sig, SIG_DFL);
+  umask(0);
+  for (int i = 0; i < s->njoin; i++) {
+    int fd = open(s->join[i].path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || setns(fd, s->join[i].type) < 0)
+      die(s, "setns", s->join[i].path);
+    close(fd);
+  }
+  /* Nothing we mount may propagate back to the host. */
+  if (mount(NULL, "/", NULL, s->rootprop, NULL) < 0)
+    die(s, "make-private", "/");
+  if (mount(s->root, s->root, NULL, MS_BIND | MS_REC, NULL) < 0)
+    die(s, "bind", s->root);
+  int rootfd = open(s->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (rootfd < 0)
+    die(s, "open", s->root);
+  for (int i = 0; i < s->nmounts; i++)
+    if (lx_mount_at(&s->mounts[i], rootfd, s->mounts[i].dest) < 0)
+      die(s, "mount", s->mounts[i].dest);
+  if (s->dev_tmpfs)
+    setup_devices(s, rootfd);
+  if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0)
+    die(s, "sethostname", s->hostname);
+  if (s->domainname && setdomainname(s->domainname, strlen(s->domainname)) < 0)
+    die(s, "setdomainname", s->domainname);
+  if (s->nsflags & CLONE_NEWNET)
+    loopback_up(s);
+  enter_root(s, rootfd);
+  close(rootfd);
+  if (s->root_ro && lx_remount_bind("/", MS_RDONLY) < 0)
+    die(s, "remount read-only", "/");
+  for (int i = 0; i < s->nmasked; i++)
+    if (lx_mask_path(s->masked[i]) < 0)
+      die(s, "mask", s->masked[i]);
+  for (int i = 0; i < s->nro; i++)
+    if (lx_readonly_path(s->ropaths[i]) < 0)
+      die(s, "readonly", s->ropaths[i]);
+  int slave = s->terminal ? open_console(s) : -1;
+  if (!s->init)
+    finish(s, slave, true);
+  /* --init: this process stays as PID 1, the command is its child */
+  if (setsid() < 0)
+    die(s, "setsid", NULL);
+  if (slave >= 0 && ioctl(slave, TIOCSCTTY, 0) < 0)
+    die(s, "ioctl TIOCSCTTY", "console");
+  pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+  if (pid < 0)
+    die(s, "fork", "init");
+  if (pid == 0)
+    finish(s, slave, false);
+  /* Become the init program: exec keeps the child and the blocked mask,
+  ** and leaves no copy of luactr's memory (or command line) behind. Every
+  ** fd closes on exec: the command's exec alone ends the error pipe. */
+  lx_buf arg;
+  lx_buf_init(&arg);
+  lx_buf_catint(&arg, (long)pid);
+  const char *argv[] = {"luactr-init", arg.s, NULL};
+  const char *envp[] = {NULL};
+  syscall(SYS_close_range, 0U, ~0U, CLOSE_RANGE_CLOEXEC);
+  syscall(SYS_execveat, s->initfd, "", argv, envp, AT_EMPTY_PATH);
+  die(s, "exec", s->init);
+}
+
+/* }====== */
+
+/* {====== the parent ====== */
+
+typedef struct process {
+  pid_t pid;
+  int pidfd;
+  int master;        /* pty master, or -1 */
+  bool reaped;
+  bool masked;       /* forwarded signals blocked since spawn */
+  sigset_t oldmask;  /* the caller's mask, restored by wait or close */
+} process;
+
+/* The signals `luactr run` forwards to the container. */
+static void forward_set(sigset_t *set) {
+  sigemptyset(set);
+  sigaddset(set, SIGINT);
+  sigaddset(set, SIGTERM);
+  sigaddset(set, SIGHUP);
+  sigaddset(set, SIGQUIT);
+  sigaddset(set, SIGUSR1);
+  sigaddset(set, SIGUSR2);
+}
+
+static int recv_fd(int sock) {
+  char byte;
+  struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+  union {
+    struct cmsghdr h;
+    char buf[CMSG_SPACE(sizeof(int))];
+  } u;
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1,
+                       .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+  ssize_t n;
+  do
+    n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  if (n <= 0)
+    return -1;
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  if (!c || c->cmsg_type != SCM_RIGHTS)
+    return -1;
+  int fd;
+  memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  return fd;
+}
+
+static pid_t clone_child(int flags, int *pidfd) {
+  struct clone_args ca;
+  memset(&ca, 0, sizeof ca);
+  ca.flags = (uint64_t)flags | CLONE_PIDFD;
+  ca.pidfd = (uint64_t)(uintptr_t)pidfd;
+  ca.exit_signal = SIGCHLD;
+  return (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
+}
+
+/* core.spawn(spec, [opts]) -> process | nil, err, errno, step
+** opts: init (path of luactr-init, to run as PID 1), stdin ("inherit" | "null"),
+** forward_signals (block them from now until process:wait forwards). */
+static int l_spawn(lua_State *L) {
+  spec s;
+  parse_spec(L, &s);
+  int errp[2], sockp[2] = {-1, -1};
+  s.initfd = -1;
+  if (s.init) {
+    s.initfd = open(s.init, O_PATH | O_CLOEXEC);
+    if (s.initfd < 0)
+      return lx_fail(L, s.init, errno);
+  }
+  if (pipe2(errp, O_CLOEXEC) < 0) {
+    int e = errno;
+    if (s.initfd >= 0)
+      close(s.initfd);
+    return lx_fail(L, "pipe", e);
+  }
+  if (s.terminal &&
+      socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sockp) < 0) {
+    int e = errno;
+    close(errp[0]);
+    close(errp[1]);
+    if (s.initfd >= 0)
+      close(s.initfd);
+    return lx_fail(L, "socketpair", e);
+  }
+  process *p = lua_newuserdatauv(L, sizeof *p, 0);
+  p->pid = -1;
+  p->pidfd = p->master = -1;
+  p->reaped = p->masked = false;
+  luaL_setmetatable(L, LX_PROCESS);
+  /* Block every signal across the clone: the child must not run a Lua
+  ** handler; it restores the caller's mask just before exec. */
+  sigset_t all;
+  sigfillset(&all);
+  sigprocmask(SIG_SETMASK, &all, &p->oldmask);
+  s.childmask = p->oldmask;
+  s.errfd = errp[1];
+  s.sockfd = sockp[1];
+  pid_t pid = clone_child(s.nsflags, &p->pidfd);
+  if (pid == 0) {
+    close(errp[0]);
+    if (sockp[0] >= 0)
+      close(sockp[0]);
+    child_main(&s);
+  }
+  int cloneerr = errno;
+  if (s.forward) {
+    sigset_t fw;
+    forward_set(&fw);
+    sigset_t keep = p->oldmask;
+    for (int sig = 1; sig < _NSIG; sig++)
+      if (sigismember(&fw, sig))
+        sigaddset(&keep, sig);
+    sigprocmask(SIG_SETMASK, &keep, NULL);
+    p->masked = true;
+  } else {
+    sigprocmask(SIG_SETMASK, &p->oldmask, NULL);
+  }
+  close(errp[1]);
+  if (sockp[1] >= 0)
+    close(sockp[1]);
+  if (s.initfd >= 0)
+    close(s.initfd);
+  if (pid < 0) {
+    close(errp[0]);
+    if (sockp[0] >= 0)
+      close(sockp[0]);
+    if (p->masked)
+      sigprocmask(SIG_SETMASK, &p->oldmask, NULL);
+    p->masked = false;
+    return lx_fail(L, "clone", cloneerr);
+  }
+  p->pid = pid;
+  report r;
+  ssize_t n;
+  do
+    n = read(errp[0], &r, sizeof r);
+  while (n < 0 && errno == EINTR);
+  close(errp[0]);
+  if (n > 0) {
+    /* a step failed: reap the child, report the step */
+    if (s.terminal)
+      close(sockp[0]);
+    waitpid(pid, NULL, 0);
+    p->reaped = true;
+    r.msg[sizeof r.msg - 1] = '\0';
+    if ((size_t)n < offsetof(report, msg))
+      return lx_failmsg(L, "spawn: child failed without a report", EPROTO);
+    luaL_pushfail(L);
+    lua_pushfstring(L, "%s: %s", r.msg, strerror(r.err));
+    lua_pushinteger(L, r.err);
+    const char *sp = strchr(r.msg, ' ');
+    lua_pushlstring(L, r.msg, sp ? (size_t)(sp - r.msg) : strlen(r.msg));
+    return 4;
+  }
+  if (s.terminal) {
+    p->master = recv_fd(sockp[0]);
+    close(sockp[0]);
+    if (p->master < 0)
+      return lx_failmsg(L, "spawn: no terminal from the container", EPROTO);
+  }
+  return 1;  /* the process */
+}
+
+/* }====== */
+
+/* {====== process handles ====== */
+
+static process *checkproc(lua_State *L) {
+  return luaL_checkudata(L, 1, LX_PROCESS);
+}
+
+static void restore_mask(process *p) {
+  if (p->masked) {
+    sigprocmask(SIG_SETMASK, &p->oldmask, NULL);
+    p->masked = false;
+  }
+}
+
+static ssize_t write_all(int fd, const char *buf, size_t n) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t w = write(fd, buf + done, n - done);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w < 0 && errno == EAGAIN) {
+      struct pollfd pf = {.fd = fd, .events = POLLOUT};
+      poll(&pf, 1, -1);
+      continue;
+    }
+    if (w <= 0)
+      return -1;
+    done += (size_t)w;
+  }
+  return (ssize_t)done;
+}
+
+/* Copies what the master has to stdout; returns false once the terminal
+** is gone (EIO: every slave closed) or nothing is left to read now. */
+static bool drain_master(int master, bool *gone) {
+  char buf[16384];
+  ssize_t n = read(master, buf, sizeof buf);
+  if (n > 0) {
+    write_all(1, buf, (size_t)n);  /* a closed stdout only loses output */
+    return true;
+  }
+  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+    *gone = true;
+  return false;
+}
+
+/* process:wait([{relay=, input=, raw=}]) -> "exit", code | "signal", sig
+** Waits for the process to end, forwarding the signals blocked at spawn.
+** With `relay`, copies the pty master to stdout and (with `input`) stdin to
+** the master, in raw mode on a terminal when `raw`, following SIGWINCH. */
+static int l_wait(lua_State *L) {
+  process *p = checkproc(L);
+  bool relay = false, input = false, raw = false;
+  if (!lua_isnoneornil(L, 2)) {
+    static const char *const known[] = {"relay", "input", "raw", NULL};
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lx_checkkeys(L, 2, "process:wait", known);
+    relay = optbool(L, 2, "relay", "wait");
+    input = optbool(L, 2, "input", "wait");
+    raw = optbool(L, 2, "raw", "wait");
+  }
+  if (p->reaped || p->pidfd < 0)
+    return luaL_error(L, "process:wait: the process was already waited for");
+  relay = relay && p->master >= 0;
+
+  sigset_t set, prev;
+  sigemptyset(&set);
+  if (p->masked)
+    forward_set(&set);
+  if (relay)
+    sigaddset(&set, SIGWINCH);
+  sigaddset(&set, SIGPIPE);  /* a closed stdout must not kill us */
+  sigprocmask(SIG_BLOCK, &set, &prev);
+  sigdelset(&set, SIGPIPE);
+  int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+
+  struct termios saved;
+  bool restore_tty = false;
+  if (relay && raw && isatty(0) && tcgetattr(0, &saved) == 0) {
+    struct termios t = saved;
+    cfmakeraw(&t);
+    restore_tty = tcsetattr(0, TCSADRAIN, &t) == 0;
+  }
+  struct winsize ws;
+  if (relay && ioctl(0, TIOCGWINSZ, &ws) == 0)
+    ioctl(p->master, TIOCSWINSZ, &ws);
+  if (relay)
+    fcntl(p->master, F_SETFL, fcntl(p->master, F_GETFL) | O_NONBLOCK);
+
+  bool exited = false, gone = !relay, in_open = relay && input;
+  while (!exited) {
+    struct pollfd pf[4];
+    int n = 0, isig = -1, ipid, imaster = -1, iin = -1;
+    if (sfd >= 0) {
+      pf[n] = (struct pollfd){.fd = sfd, .events = POLLIN};
+      isig = n++;
+    }
+    pf[n] = (struct pollfd){.fd = p->pidfd, .events = POLLIN};
+    ipid = n++;
+    if (!gone) {
+      pf[n] = (struct pollfd){.fd = p->master, .events = POLLIN};
+      imaster = n++;
+    }
+    if (in_open) {
+      pf[n] = (struct pollfd){.fd = 0, .events = POLLIN};
+      iin = n++;
+    }
+    if (poll(pf, (nfds_t)n, -1) < 0) {
+      if (errno == EINTR)
+        continue;
+      break;
+    }
+    /* signals first: a resize must reach the container before the input
+    ** that follows it */
+    if (isig >= 0 && pf[isig].revents) {
+      struct signalfd_siginfo si;
+      while (read(sfd, &si, sizeof si) == sizeof si) {
+        if (si.ssi_signo == SIGWINCH) {
+          if (ioctl(0, TIOCGWINSZ, &ws) == 0)
+            ioctl(p->master, TIOCSWINSZ, &ws);
+        } else {
+          syscall(SYS_pidfd_send_signal, p->pidfd, (int)si.ssi_signo, NULL, 0);
+        }
+      }
+    }
+    if (imaster >= 0 && pf[imaster].revents)
+      while (drain_master(p->master, &gone))
+        ;
+    if (iin >= 0 && pf[iin].revents) {
+      char buf[16384];
+      ssize_t r = read(0, buf, sizeof buf);
+      if (r > 0) {
+        write_all(p->master, buf, (size_t)r);
+      } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+        /* end of input: the terminal's EOF character, as a person would */
+        struct termios t;
+        char eof = tcgetattr(p->master, &t) == 0 ? (char)t.c_cc[VEOF] : 4;
+        write_all(p->master, &eof, 1);
+        in_open = false;
+      }
+    }
+    if (pf[ipid].revents)
+      exited = true;
+  }
+  /* PID 1 is gone, so is its namespace: what the terminal still holds is
+  ** the last output. */
+  while (!gone) {
+    struct pollfd pf = {.fd = p->master, .events = POLLIN};
+    if (poll(&pf, 1, 1000) <= 0)
+      break;
+    while (drain_master(p->master, &gone))
+      ;
+  }
+  if (restore_tty)
+    tcsetattr(0, TCSADRAIN, &saved);
+  siginfo_t info;
+  memset(&info, 0, sizeof info);
+  int r;
+  do
+    r = waitid(P_PIDFD, (id_t)p->pidfd, &info, WEXITED);
+  while (r < 0 && errno == EINTR);
+  int err = errno;
+  if (sfd >= 0)
+    close(sfd);
+  sigprocmask(SIG_SETMASK, &prev, NULL);
+  restore_mask(p);
+  if (r < 0)
+    return lx_fail(L, "wait", err);
+  p->reaped = true;
+  if (info.si_code == CLD_EXITED) {
+    lua_pushliteral(L, "exit");
+  } else {
+    lua_pushliteral(L, "signal");
+  }
+  lua_pushinteger(L, info.si_status);
+  return 2;
+}
+
+/* process:kill([sig]) -> true | nil, err, errno (SIGTERM by default) */
+static int l_kill(lua_State *L) {
+  process *p = checkproc(L);
+  int sig = (int)luaL_optinteger(L, 2, SIGTERM);
+  if (p->reaped || p->pidfd < 0)
+    return lx_fail(L, "kill", ESRCH);
+  if (syscall(SYS_pidfd_send_signal, p->pidfd, sig, NULL, 0) < 0)
+    return lx_fail(L, "kill", errno);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* process:resize(rows, cols): the container terminal's size */
+static int l_resize(lua_State *L) {
+  process *p = checkproc(L);
+  struct winsize ws = {.ws_row = (unsigned short)luaL_checkinteger(L, 2),
+                       .ws_col = (unsigned short)luaL_checkinteger(L, 3)};
+  if (p->master < 0)
+    return luaL_error(L, "process:resize: the process has no terminal");
+  if (ioctl(p->master, TIOCSWINSZ, &ws) < 0)
+    return lx_fail(L, "resize", errno);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* process:close(): releases the handle's fds and signal mask; the process
+** itself goes on. Idempotent; also __gc and __close. */
+static int l_close(lua_State *L) {
+  process *p = checkproc(L);
+  if (p->pidfd >= 0)
+    close(p->pidfd);
+  if (p->master >= 0)
+    close(p->master);
+  p->pidfd = p->master = -1;
+  restore_mask(p);
+  return 0;
+}
+
+static int l_index(lua_State *L) {
+  process *p = checkproc(L);
+  const char *k = luaL_checkstring(L, 2);
+  if (strcmp(k, "pid") == 0) {
+    lua_pushinteger(L, p->pid);
+  } else if (strcmp(k, "master") == 0) {
+    if (p->master < 0)
+      lua_pushnil(L);
+    else
+      lua_pushinteger(L, p->master);
+  } else {
+    lua_getmetatable(L, 1);
+    lua_getfield(L, -1, k);
+  }
+  return 1;
+}
+
+static int l_tostring(lua_State *L) {
+  process *p = checkproc(L);
+  lua_pushfstring(L, "luactr.process (%d)", (int)p->pid);
+  return 1;
+}
+
+static const luaL_Reg process_methods[] = {
+  {"wait", l_wait},
+  {"kill", l_kill},
+  {"resize", l_resize},
+  {"close", l_close},
+  {"__gc", l_close},
+  {"__close", l_close},
+  {"__index", l_index},
+  {"__tostring", l_tostring},
+  {NULL, NULL},
+};
+
+void lx_open_spawn(lua_State *L) {
+  luaL_newmetatable(L, LX_PROCESS);
+  luaL_setfuncs(L, process_methods, 0);
+  lua_pop(L, 1);
+  lua_pushcfunction(L, l_spawn);
+  lua_setfield(L, -2, "spawn");
+}
+
+/* }====== */

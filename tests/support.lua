@@ -1,0 +1,121 @@
+-- Test support: a busybox root filesystem, a private LUACTR_ROOT, and a
+-- way to run commands and see what a user would (status, stdout, stderr).
+-- Everything made here is removed when the test run ends, failed or not.
+local M = {}
+
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+M.q = shell_quote
+
+local function readfile(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+M.readfile = readfile
+
+local function pwd()
+  local p = io.popen("pwd")
+  local d = p:read("l")
+  p:close()
+  return d
+end
+
+M.TOP = pwd()
+M.LUACTR = M.TOP .. "/bin/luactr"
+M.BUILD = M.TOP .. "/" .. (os.getenv("LUACTR_BUILDDIR") or "build")
+
+local made = {}
+
+-- A fresh folder under /tmp, removed at the end of the run.
+function M.tmpdir()
+  local p = io.popen("mktemp -d /tmp/luactr-test.XXXXXX")
+  local dir = p:read("l")
+  p:close()
+  made[#made + 1] = dir
+  return dir
+end
+
+-- Removes what the run made; refuses to remove a folder that still has a
+-- mount beneath it (that would be a leak to report, not to paper over).
+local function cleanup()
+  for i = #made, 1, -1 do
+    local dir = made[i]
+    local mounted = false
+    for line in io.lines("/proc/self/mountinfo") do
+      if line:find(dir, 1, true) then mounted = true end
+    end
+    if mounted then
+      io.stderr:write("tests: a mount is left under ", dir, "\n")
+    else
+      os.execute("rm -rf " .. shell_quote(dir))
+    end
+  end
+end
+M._sentinel = setmetatable({}, { __gc = cleanup })
+
+M.ROOT = M.tmpdir()  -- the private LUACTR_ROOT of this run
+
+-- Runs a shell command line; returns status, stdout, stderr.
+-- The status is the shell's: the exit code, or 128+N for a signal.
+function M.sh(cmd, stdin)
+  local dir = M.tmpdir()
+  local full = ("cd %s && LUACTR_ROOT=%s %s >%s/out 2>%s/err"):format(
+    shell_quote(M.TOP), shell_quote(M.ROOT), cmd, dir, dir)
+  if stdin then
+    local f = assert(io.open(dir .. "/in", "wb"))
+    f:write(stdin)
+    f:close()
+    full = full .. " <" .. dir .. "/in"
+  else
+    full = full .. " </dev/null"
+  end
+  local _, how, code = os.execute(full)
+  local out, err = readfile(dir .. "/out"), readfile(dir .. "/err")
+  os.execute("rm -rf " .. shell_quote(dir))
+  return how == "exit" and code or 128 + code, out, err
+end
+
+local rootfs
+-- The busybox root filesystem, made once per run from busybox-static.
+function M.rootfs()
+  if not rootfs then
+    local dir = M.tmpdir() .. "/rootfs"
+    assert(os.execute(M.TOP .. "/scripts/busybox-rootfs " .. dir .. " >/dev/null"))
+    rootfs = dir
+  end
+  return rootfs
+end
+
+-- `luactr run --rootfs FIXTURE <options> -- <cmd>`: status, stdout, stderr.
+-- `options` and `cmd` are shell words as written.
+function M.run(options, cmd, stdin)
+  return M.sh(("%s run --rootfs %s %s -- %s"):format(M.LUACTR,
+    shell_quote(M.rootfs()), options or "", cmd), stdin)
+end
+
+-- Runs `script` in the container with /bin/sh -c.
+function M.run_sh(options, script, stdin)
+  return M.run(options, "sh -c " .. shell_quote(script), stdin)
+end
+
+-- The host's mount table, as lines.
+function M.mounts()
+  local t = {}
+  for line in io.lines("/proc/self/mountinfo") do t[#t + 1] = line end
+  return t
+end
+
+-- Splits text into lines.
+function M.lines(s)
+  local t = {}
+  for line in (s or ""):gmatch("[^\n]*") do
+    if line ~= "" then t[#t + 1] = line end
+  end
+  return t
+end
+
+return M
