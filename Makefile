@@ -25,11 +25,6 @@ CORE    = $(BUILD)/luactr/core.so
 INIT    = $(BUILD)/luactr/init
 LUASRC  = $(wildcard lua/luactr/*.lua)
 
-# Debian packages: build, test and benchmark needs
-DEPS = gcc make pkg-config lua5.4 liblua5.4-dev libseccomp-dev libcap-dev \
-       libbtrfsutil-dev btrfs-progs lua-busted lua-cjson busybox-static \
-       luarocks util-linux bsdutils procps crun
-
 BUSTED = $(LUA) /usr/bin/busted
 
 .PHONY: all deps check check-unprivileged asan bench install clean
@@ -46,13 +41,7 @@ $(INIT): src/luactr-init.c Makefile
 	$(CC) -O2 $(WARN) -static -o $@ src/luactr-init.c
 
 deps:
-	@missing=$$(for p in $(DEPS); do \
-	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
-	done); \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:" $$missing; \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
-	else echo "deps: all installed"; fi
+	sh scripts/deps
 
 check: all
 	$(BUSTED) tests
@@ -69,18 +58,29 @@ asan:
 	LUACTR_BUILDDIR=$(ASAN_BUILD) \
 	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	  $(BUSTED) tests
+	  $(BUSTED) --cpath='$(ASAN_BUILD)/?.so' tests
 
 bench: all
 	$(LUA) bench/bench.lua
 
+# The installed bin/luactr's shebang: LUA's absolute path, found at install
+# time (no exec of env at each start).
+LUA_BIN = $(shell command -v $(LUA) 2>/dev/null)
+# Where the installed bin/luactr looks for the modules when it runs: LUADIR
+# and LIBDIR, unless something moves them after the install (LuaRocks moves
+# them from its rock directory into the tree; the rockspec says where).
+RUN_LUADIR ?= $(LUADIR)
+RUN_LIBDIR ?= $(LIBDIR)
+
 install: all
+	@case "$(LUA_BIN)" in /*) ;; *) echo "install: no Lua interpreter '$(LUA)' found (give LUA=/path/to/lua5.4)" >&2; exit 1;; esac
+	@$(LUA_BIN) -e 'if _VERSION < "Lua 5.4" then io.stderr:write("install: luactr needs Lua 5.4, $(LUA_BIN) is ", _VERSION, "\n") os.exit(1) end'
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LUADIR)/luactr $(DESTDIR)$(LIBDIR)/luactr
 	install -m 0644 $(LUASRC) $(DESTDIR)$(LUADIR)/luactr/
 	install -m 0755 $(CORE) $(DESTDIR)$(LIBDIR)/luactr/core.so
 	install -m 0755 $(INIT) $(DESTDIR)$(LIBDIR)/luactr/init
-	sed -e 's|^local INSTALLED = nil.*|local INSTALLED = { lua = "$(LUADIR)", lib = "$(LIBDIR)" }|' \
-	    -e '1s|.*|#!/usr/bin/env $(LUA)|' \
+	sed -e 's|^local INSTALLED = nil.*|local INSTALLED = { lua = "$(abspath $(RUN_LUADIR))", lib = "$(abspath $(RUN_LIBDIR))" }|' \
+	    -e '1s|.*|#!$(LUA_BIN)|' \
 	    bin/luactr > $(DESTDIR)$(BINDIR)/luactr
 	chmod 0755 $(DESTDIR)$(BINDIR)/luactr
 

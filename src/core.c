@@ -6,7 +6,11 @@
 **   core.spawn   the whole container start sequence, natively
 **   core.pty     terminal sizes and pseudo-terminals
 **   core.sys     small process and clock primitives
+**   core.path    the file this library was loaded from
 */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+
 #include "luactr.h"
 
 int luaopen_luactr_core(lua_State *L);
@@ -24,5 +28,11 @@ int luaopen_luactr_core(lua_State *L) {
   lx_open_spawn(L);  /* sets core.spawn and the process metatable */
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");
+  /* where this library was loaded from: its helper programs sit beside it */
+  Dl_info info;
+  if (dladdr((void *)luaopen_luactr_core, &info) && info.dli_fname) {
+    lua_pushstring(L, info.dli_fname);
+    lua_setfield(L, -2, "path");
+  }
   return 1;
 }

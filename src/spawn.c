@@ -315,6 +315,7 @@ static void parse_spec(lua_State *L, spec *s) {
                                       "hostname", "domainname", "mounts",
                                       "linux", "annotations", NULL};
   memset(s, 0, sizeof *s);
+  lua_settop(L, 2);  /* spec, opts: what parsing pushes goes above them */
   luaL_checktype(L, 1, LUA_TTABLE);
   lx_checkkeys(L, 1, "spawn: spec", known);
   if (!getfield(L, 1, "process", LUA_TTABLE, "spec"))

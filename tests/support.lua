@@ -63,7 +63,7 @@ M.ROOT = M.tmpdir()  -- the private LUACTR_ROOT of this run
 -- The status is the shell's: the exit code, or 128+N for a signal.
 function M.sh(cmd, stdin)
   local dir = M.tmpdir()
-  local full = ("cd %s && LUACTR_ROOT=%s %s >%s/out 2>%s/err"):format(
+  local full = ("cd %s && (export LUACTR_ROOT=%s\n%s\n) >%s/out 2>%s/err"):format(
     shell_quote(M.TOP), shell_quote(M.ROOT), cmd, dir, dir)
   if stdin then
     local f = assert(io.open(dir .. "/in", "wb"))

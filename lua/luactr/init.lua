@@ -40,8 +40,7 @@ end
 
 -- The tiny init (`init = true`) lives next to the native core.
 local function init_program()
-  local so = package.searchpath("luactr.core", package.cpath)
-  return so and so:gsub("core%.so$", "init")
+  return (core.path:gsub("[^/]*$", "init"))
 end
 
 local function host_hostname()
