@@ -6,6 +6,10 @@
 **   core.spawn   the whole container start sequence, natively
 **   core.pty     terminal sizes and pseudo-terminals
 **   core.sys     small process and clock primitives
+**   core.fs      files for the image store: stat, atomic writes, locks, trees
+**   core.btrfs   subvolumes: create, snapshot, delete, read-only
+**   core.digest  sha256
+**   core.loop    loop devices
 **   core.path    the file this library was loaded from
 */
 #define _GNU_SOURCE
@@ -25,6 +29,14 @@ int luaopen_luactr_core(lua_State *L) {
   lua_setfield(L, -2, "pty");
   lx_open_sys(L);
   lua_setfield(L, -2, "sys");
+  lx_open_fs(L);
+  lua_setfield(L, -2, "fs");
+  lx_open_btrfs(L);
+  lua_setfield(L, -2, "btrfs");
+  lx_open_digest(L);
+  lua_setfield(L, -2, "digest");
+  lx_open_loop(L);
+  lua_setfield(L, -2, "loop");
   lx_open_spawn(L);  /* sets core.spawn and the process metatable */
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");

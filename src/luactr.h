@@ -117,6 +117,15 @@ int lx_ns_flag(const char *type);
 
 /* }====== */
 
+/* {====== btrfs, shared with fs ====== */
+
+/* Deletes the btrfs subvolume `name` beneath folder `parentfd` with
+** libbtrfsutil (with the subvolumes nested in it when `recursive`).
+** Returns 0 or -1 with errno set. */
+int lx_btrfs_delete_at(int parentfd, const char *name, bool recursive);
+
+/* }====== */
+
 /* {====== openers ====== */
 
 void lx_open_ns(lua_State *L);
@@ -124,6 +133,10 @@ void lx_open_mount(lua_State *L);
 void lx_open_spawn(lua_State *L);
 void lx_open_pty(lua_State *L);
 void lx_open_sys(lua_State *L);
+void lx_open_fs(lua_State *L);
+void lx_open_btrfs(lua_State *L);
+void lx_open_digest(lua_State *L);
+void lx_open_loop(lua_State *L);
 
 /* }====== */
 

@@ -76,6 +76,16 @@ static int l_kill(lua_State *L) {
   return 1;
 }
 
+/* sys.sleep(seconds) */
+static int l_sleep(lua_State *L) {
+  lua_Number t = luaL_checknumber(L, 1);
+  struct timespec ts = {.tv_sec = (time_t)t,
+                        .tv_nsec = (long)((t - (lua_Number)(time_t)t) * 1e9)};
+  while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+    ;
+  return 0;
+}
+
 /* sys.getpid() -> pid */
 static int l_getpid(lua_State *L) {
   lua_pushinteger(L, getpid());
@@ -88,6 +98,7 @@ static const luaL_Reg sys_funcs[] = {
   {"waitpid", l_waitpid},
   {"kill", l_kill},
   {"getpid", l_getpid},
+  {"sleep", l_sleep},
   {NULL, NULL},
 };
 
@@ -116,6 +127,8 @@ void lx_open_sys(lua_State *L) {
     {"EPERM", EPERM}, {"ENOENT", ENOENT}, {"EACCES", EACCES},
     {"ENOEXEC", ENOEXEC}, {"ENOTDIR", ENOTDIR}, {"EISDIR", EISDIR},
     {"ELOOP", ELOOP}, {"EINVAL", EINVAL}, {"EEXIST", EEXIST},
+    {"ENOTEMPTY", ENOTEMPTY}, {"EBUSY", EBUSY}, {"EXDEV", EXDEV},
+    {"EAGAIN", EAGAIN}, {"EWOULDBLOCK", EWOULDBLOCK},
     {NULL, 0},
   };
   for (int i = 0; errs[i].name; i++) {

@@ -114,4 +114,50 @@ function M.record(fields, required)
   end
 end
 
+-- {====== predicates and messages (added for luactr.recipe)
+
+-- How a value is named in a message: a string is quoted, anything else is
+-- named by its type ("'srv'", "integer", "table").
+local function show(v)
+  if type(v) == "string" then return "'" .. v .. "'" end
+  return typename(v)
+end
+M.show = show
+
+-- A value for which `test(v)` is true; `what` says what was expected:
+-- "workdir: expected an absolute path, got 'srv'".
+function M.satisfies(test, what)
+  return function(v, path)
+    if test(v) then return nil end
+    return ("%s: expected %s, got %s"):format(path, what, show(v))
+  end
+end
+
+-- A value that fits every validator in turn; the first message otherwise.
+function M.all(...)
+  local all = { ... }
+  return function(v, path)
+    for _, f in ipairs(all) do
+      local msg = f(v, path)
+      if msg then return msg end
+    end
+    return nil
+  end
+end
+
+-- `validator`, with its message said as "expected <what>" when the value
+-- itself is wrong; a message about a part of it ("cmd[2]: ...") is kept,
+-- since it is the more precise one.
+function M.expect(what, validator)
+  return function(v, path)
+    local msg = validator(v, path)
+    if msg and msg:sub(1, #path + 2) == path .. ": " then
+      return ("%s: expected %s, got %s"):format(path, what, show(v))
+    end
+    return msg
+  end
+end
+
+-- }======
+
 return M

@@ -10,18 +10,30 @@ local M = {}
 
 local USAGE = [[
 Usage: luactr COMMAND [OPTIONS]
+       luactr RECIPE.lua [IMAGE...]   build the recipe's images
 
 Commands:
-  run      Run a command in a new container
+  run      Run a command in a new container (from an image or --rootfs)
+  build    Build the images of a recipe
+  images   List images
+  rmi      Remove images
+  tag      Give an image another name
+  history  Show the steps an image was built from
+  inspect  Show an image or a container as JSON
+  ps       List containers
+  rm       Remove containers
+  info     Show the store's driver, root and space
   version  Print luactr's version
 
 Run 'luactr COMMAND --help' for more on a command.
 ]]
 
-local RUN_USAGE = [[
-Usage: luactr run [OPTIONS] --rootfs DIR [--] COMMAND [ARG...]
+local RUN_USAGE = [==[
+Usage: luactr run [OPTIONS] IMAGE [COMMAND [ARG...]]
+       luactr run [OPTIONS] --rootfs DIR [--] COMMAND [ARG...]
 
-Run a command in a new container whose root is DIR.
+Run a command in a new container: a writable snapshot of IMAGE, or the
+folder DIR as it is.
 
 Options:
       --rootfs DIR        the container's root filesystem (a folder)
@@ -36,10 +48,12 @@ Options:
                           and forwards signals
   -i, --interactive       keep stdin open
   -t, --tty               allocate a pseudo-terminal
+      --name NAME         a name for the container (unique)
+      --entrypoint CMD    replace the image's entrypoint
       --rm                remove the container when it exits (a --rootfs
                           container leaves nothing behind anyway)
       --help              print this help
-]]
+]==]
 
 -- The options of each verb: long name -> { short=, arg=, key=, list= }.
 local RUN_OPTIONS = {
@@ -55,6 +69,8 @@ local RUN_OPTIONS = {
   interactive = { short = "i" },
   tty = { short = "t" },
   rm = {},
+  name = { arg = true },
+  entrypoint = { arg = true },
   help = {},
 }
 
@@ -149,19 +165,220 @@ function verbs.run(args)
     io.stdout:write(RUN_USAGE)
     return 0
   end
+  local image
   if not o.rootfs then
-    fail("run: images are not supported yet: give a root filesystem with --rootfs DIR")
+    image = table.remove(rest, 1)
+    if not image then fail("run: give an image, or a root filesystem with --rootfs DIR") end
+  elseif #rest == 0 then
+    fail("run: no command given (luactr run --rootfs DIR -- COMMAND)")
   end
-  if #rest == 0 then fail("run: no command given (luactr run --rootfs DIR -- COMMAND)") end
   local luactr = require "luactr"
   local ok, how, code = luactr.run{
-    rootfs = o.rootfs, cmd = rest, env = environment(o.env),
+    rootfs = o.rootfs, image = image, cmd = rest, env = environment(o.env),
     hostname = o.hostname, workdir = o.workdir, user = o.user,
     read_only = o.read_only, network = o.network, init = o.init,
-    tty = o.tty, interactive = o.interactive,
+    tty = o.tty, interactive = o.interactive, name = o.name,
+    rm = image and o.rm or nil,
+    entrypoint = o.entrypoint and (o.entrypoint == "" and {} or { o.entrypoint }) or nil,
   }
   if ok then return 0 end
   return how == "signal" and 128 + code or code
+end
+
+local function store()
+  return require("luactr.store").open()
+end
+
+local function out(fmt, ...)
+  io.stdout:write(fmt:format(...))
+end
+
+-- Prints rows as columns, Docker's way.
+local function columns(rows)
+  local widths = {}
+  for _, row in ipairs(rows) do
+    for i, cell in ipairs(row) do
+      widths[i] = math.max(widths[i] or 0, #tostring(cell))
+    end
+  end
+  for _, row in ipairs(rows) do
+    local cells = {}
+    for i, cell in ipairs(row) do
+      cells[i] = i < #row and ("%-" .. widths[i] .. "s"):format(cell) or tostring(cell)
+    end
+    io.stdout:write(table.concat(cells, "   "), "\n")
+  end
+end
+
+local function ago(iso)
+  if not iso then return "" end
+  local y, mo, d, h, mi, se = iso:match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)")
+  if not y then return iso end
+  local t = os.time{ year = y, month = mo, day = d, hour = h, min = mi, sec = se }
+  local utc_offset = os.time(os.date("!*t", 0)) - os.time(os.date("*t", 0))
+  local secs = os.time() - t + utc_offset
+  if secs < 0 then secs = 0 end
+  if secs < 60 then return ("%d seconds ago"):format(secs) end
+  if secs < 3600 then return ("%d minutes ago"):format(secs // 60) end
+  if secs < 86400 then return ("%d hours ago"):format(secs // 3600) end
+  return ("%d days ago"):format(secs // 86400)
+end
+
+local BUILD_OPTIONS = { ["no-cache"] = { key = "no_cache" }, ["dry-run"] = { key = "dry_run" }, help = {} }
+
+function verbs.build(args)
+  local o, rest = M.parse("build", BUILD_OPTIONS, args)
+  if o.help or #rest == 0 then
+    io.stdout:write("Usage: luactr build [--no-cache] [--dry-run] RECIPE.lua [IMAGE...]\n")
+    return o.help and 0 or 125
+  end
+  local recipe = require "luactr.recipe"
+  local plan = recipe.load(rest[1])
+  if o.dry_run then
+    io.stdout:write(recipe.format(plan))
+    return 0
+  end
+  require("luactr.build").build(plan, { no_cache = o.no_cache,
+    only = table.move(rest, 2, #rest, 1, {}) })
+  return 0
+end
+
+function verbs.images(args)
+  local o = M.parse("images", { quiet = { short = "q" } }, args)
+  local rows = { { "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "LAYERS" } }
+  for _, img in ipairs(store():images()) do
+    if o.quiet then
+      out("%s\n", img.id:sub(1, 12))
+    else
+      local name, tag = img.ref:match("^(.*):([^:]*)$")
+      rows[#rows + 1] = { name, tag, img.id:sub(1, 12), ago(img.created),
+        #(img.luactr and img.luactr.layers or {}) }
+    end
+  end
+  if not o.quiet then columns(rows) end
+  return 0
+end
+
+function verbs.rmi(args)
+  local _, rest = M.parse("rmi", {}, args)
+  if #rest == 0 then fail("rmi: give an image") end
+  local s = store()
+  local lock <close> = s:lock()
+  for _, ref in ipairs(rest) do
+    local img = s:image(ref)
+    if not img then fail("rmi: no such image: %s", ref) end
+    s:remove_image(img.ref)
+    out("Untagged: %s\n", img.ref)
+  end
+  local n = s:prune_layers()
+  if n > 0 then out("Deleted: %d layers\n", n) end
+  return 0
+end
+
+function verbs.tag(args)
+  local _, rest = M.parse("tag", {}, args)
+  if #rest ~= 2 then fail("tag: usage: luactr tag SOURCE TARGET") end
+  local s = store()
+  local lock <close> = s:lock()
+  local img = s:image(rest[1])
+  if not img then fail("tag: no such image: %s", rest[1]) end
+  img.id, img.ref = nil, nil
+  s:put_image(rest[2], img)
+  return 0
+end
+
+function verbs.history(args)
+  local _, rest = M.parse("history", {}, args)
+  if #rest ~= 1 then fail("history: usage: luactr history IMAGE") end
+  local img = store():image(rest[1])
+  if not img then fail("history: no such image: %s", rest[1]) end
+  local rows = { { "STEP", "CREATED BY", "LAYER" } }
+  local layer = #(img.luactr and img.luactr.layers or {})
+  local history = img.history or {}
+  for i = #history, 1, -1 do
+    local h = history[i]
+    local mark = "-"
+    if not h.empty_layer then
+      mark = (img.luactr.layers[layer] or ""):sub(1, 12)
+      layer = layer - 1
+    end
+    rows[#rows + 1] = { i, h.created_by or "", mark }
+  end
+  columns(rows)
+  return 0
+end
+
+function verbs.inspect(args)
+  local _, rest = M.parse("inspect", {}, args)
+  if #rest == 0 then fail("inspect: give an image or a container") end
+  local json = require "luactr.json"
+  local s = store()
+  local list = json.array()
+  for _, what in ipairs(rest) do
+    local img = s:image(what)
+    if img then
+      list[#list + 1] = img
+    else
+      local container = require "luactr.container"
+      local ok, id = pcall(container.find, s, what)
+      if not ok then fail("inspect: no such image or container: %s", what) end
+      local st = container.state(s, id)
+      local config = require("luactr.core").fs.read(s:container_dir(id) .. "/config.json")
+      st.config = config and json.decode(config) or nil
+      st.rootfs = s:container_dir(id) .. "/rootfs"
+      list[#list + 1] = st
+    end
+  end
+  io.stdout:write(json.encode(list, true), "\n")
+  return 0
+end
+
+function verbs.ps(args)
+  local o = M.parse("ps", { all = { short = "a" }, quiet = { short = "q" } }, args)
+  local container = require "luactr.container"
+  local s = store()
+  container.reap(s)
+  local rows = { { "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES" } }
+  for _, st in ipairs(container.list(s)) do
+    if o.all or st.status == "running" then
+      if o.quiet then
+        out("%s\n", st.id:sub(1, 12))
+      else
+        local status = st.status == "running" and ("Up " .. ago(st.started):gsub(" ago$", ""))
+          or st.status == "created" and "Created"
+          or st.stale and "Exited (unknown)"
+          or ("Exited (%s) %s"):format(st.exit_code, ago(st.finished))
+        local cmd = st.command or ""
+        if #cmd > 30 then cmd = cmd:sub(1, 27) .. "..." end
+        rows[#rows + 1] = { st.id:sub(1, 12), st.image or "", '"' .. cmd .. '"',
+          ago(st.created), status, st.name or "" }
+      end
+    end
+  end
+  if not o.quiet then columns(rows) end
+  return 0
+end
+
+function verbs.rm(args)
+  local o, rest = M.parse("rm", { force = { short = "f" } }, args)
+  if #rest == 0 then fail("rm: give a container") end
+  local container = require "luactr.container"
+  local s = store()
+  for _, what in ipairs(rest) do
+    container.remove(s, container.find(s, what), o.force)
+    out("%s\n", what)
+  end
+  return 0
+end
+
+function verbs.info()
+  local s = store()
+  local st = require("luactr.core").fs.statfs(s.dir)
+  out("Driver: %s\nRoot: %s\nStore: %s (%s)\n", s.driver, s.root, s.dir, st.type)
+  local used = (st.blocks - st.bfree) * st.bsize
+  out("Space: %.1f MiB used, %.1f MiB free\n", used / 2 ^ 20, st.bavail * st.bsize / 2 ^ 20)
+  out("Images: %d\nContainers: %d\n", #s:images(), #s:containers())
+  return 0
 end
 
 function verbs.version()
@@ -177,6 +394,11 @@ function M.main(args)
     return verb == nil and 125 or 0
   end
   local f = verbs[verb]
+  if not f and verb:match("%.lua$") then
+    -- luactr RECIPE.lua: build it (and, once deployments exist, bring them up)
+    f = verbs.build
+    args = { "build", table.unpack(args) }
+  end
   if not f then
     io.stderr:write(("luactr: unknown command '%s' (see 'luactr --help')\n"):format(verb))
     return 125

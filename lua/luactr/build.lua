@@ -1,0 +1,479 @@
+-- luactr.build: builds a recipe's plan into images, layer by layer.
+--
+-- Each step that changes the filesystem (run, copy) makes one layer; env,
+-- workdir, user and label change only the image config. A layer's key is
+-- a digest of the chain so far (the parent's key, every step before it,
+-- metadata steps included, since `env` changes what a later `run` does),
+-- the step as written and, for copy, the content and metadata of every
+-- copied file. A key already in the store is a cache hit.
+local core = require "luactr.core"
+local errors = require "luactr.errors"
+local json = require "luactr.json"
+local spec = require "luactr.spec"
+local users = require "luactr.users"
+
+local fs, digest = core.fs, core.digest
+
+local M = {}
+
+local function fail(fmt, ...)
+  errors.raise(errors.FAILED, fmt, ...)
+end
+
+local function must(what, ok, err, ...)
+  if ok == nil then fail("%s: %s", what, err) end
+  return ok, err, ...
+end
+
+local function now_iso()
+  return os.date("!%Y-%m-%dT%H:%M:%SZ")
+end
+
+-- {====== image configs ======
+
+local function copy_table(t)
+  if type(t) ~= "table" then return t end
+  local c = {}
+  for k, v in pairs(t) do c[k] = copy_table(v) end
+  return setmetatable(c, getmetatable(t))
+end
+
+-- The config an image built FROM scratch starts with.
+local function scratch_image()
+  return {
+    architecture = "amd64", os = "linux",
+    config = { Env = json.array{ "PATH=" .. spec.DEFAULT_PATH } },
+    rootfs = { type = "layers", diff_ids = json.array() },
+    history = json.array(),
+    luactr = { layers = json.array(), chain = digest.sha256("scratch") },
+  }
+end
+
+-- Replaces or adds KEY=VALUE in an Env array.
+local function setenv(env, k, v)
+  for i, kv in ipairs(env) do
+    if kv:match("^([^=]*)") == k then
+      env[i] = k .. "=" .. v
+      return
+    end
+  end
+  env[#env + 1] = k .. "=" .. v
+end
+
+local function envvalue(env, k)
+  for _, kv in ipairs(env) do
+    local key, v = kv:match("^([^=]*)=(.*)$")
+    if key == k then return v end
+  end
+end
+
+-- }======
+
+-- {====== copy ======
+
+-- resolve(root, path) -> host path of `path` inside `root`, every symlink
+-- on the way resolved inside root (as the container would see it), so a
+-- copy never writes outside the root whatever links the image holds.
+local function resolve(root, path)
+  local parts = {}
+  for p in path:gmatch("[^/]+") do parts[#parts + 1] = p end
+  local done, hops = {}, 0
+  local i = 1
+  while i <= #parts do
+    local p = parts[i]
+    if p == "." then
+      -- nothing
+    elseif p == ".." then
+      done[#done] = nil
+    else
+      local here = root .. "/" .. table.concat(done, "/") .. (#done > 0 and "/" or "") .. p
+      local st = fs.lstat(here)
+      if st and st.type == "link" then
+        hops = hops + 1
+        if hops > 40 then fail("copy: too many symlinks in %s", path) end
+        local target = must("readlink " .. here, fs.readlink(here))
+        local rest = table.move(parts, i + 1, #parts, 1, {})
+        local new = {}
+        for q in target:gmatch("[^/]+") do new[#new + 1] = q end
+        if target:sub(1, 1) == "/" then done = {} end
+        parts = table.move(rest, 1, #rest, #new + 1, new)
+        i = 0
+      else
+        done[#done + 1] = p
+      end
+    end
+    i = i + 1
+  end
+  return root .. "/" .. table.concat(done, "/")
+end
+
+local function mkdirs_in_root(root, path)
+  local host = resolve(root, path)
+  if not fs.stat(host) then
+    -- make each missing level, resolving again: a level may be a link
+    local sofar = ""
+    for p in path:gmatch("[^/]+") do
+      sofar = sofar .. "/" .. p
+      local h = resolve(root, sofar)
+      local st = fs.stat(h)
+      if not st then
+        must("mkdir " .. sofar, fs.mkdir(h, 493))
+      elseif st.type ~= "dir" then
+        fail("copy: %s is not a folder in the image", sofar)
+      end
+    end
+    host = resolve(root, path)
+  end
+  return host
+end
+
+local function copy_file(src, dst, st)
+  local old = fs.lstat(dst)
+  if old and old.type ~= "dir" then must("unlink " .. dst, fs.unlink(dst)) end
+  if st.type == "link" then
+    must("symlink " .. dst, fs.symlink(must("readlink " .. src, fs.readlink(src)), dst))
+    return
+  end
+  if st.type ~= "file" then fail("copy: %s: only files, folders and links can be copied", src) end
+  local inf = must("open " .. src, io.open(src, "rb"))
+  local outf = must("open " .. dst, io.open(dst, "wb"))
+  while true do
+    local chunk = inf:read(1 << 20)
+    if not chunk then break end
+    outf:write(chunk)
+  end
+  inf:close()
+  outf:close()
+  must("chmod " .. dst, fs.chmod(dst, st.mode))
+end
+
+-- Copies src (a host path) to dst (a host path inside the root),
+-- recursively, then applies owner and mode.
+local function copy_tree(src, dst, o)
+  local st = must("stat " .. src, fs.lstat(src))
+  if st.type == "dir" then
+    local old = fs.lstat(dst)
+    if old and old.type ~= "dir" then must("unlink " .. dst, fs.unlink(dst)) end
+    if not old or old.type ~= "dir" then must("mkdir " .. dst, fs.mkdir(dst, st.mode)) end
+    local names = must("readdir " .. src, fs.readdir(src))
+    table.sort(names)
+    for _, name in ipairs(names) do copy_tree(src .. "/" .. name, dst .. "/" .. name, o) end
+    must("chmod " .. dst, fs.chmod(dst, o.mode and (o.mode | 64 | 8 | 1) or st.mode))
+  else
+    copy_file(src, dst, st)
+    if o.mode and st.type == "file" then must("chmod " .. dst, fs.chmod(dst, o.mode)) end
+  end
+  local uid, gid = st.uid, st.gid
+  if o.owner then uid, gid = o.owner.uid, o.owner.gid end
+  must("chown " .. dst, fs.lchown(dst, uid, gid))
+end
+
+-- Digest of what a copy step reads: names, types, modes, owners, link
+-- targets and contents, in a fixed order.
+local function content_digest(step)
+  local h = digest.new()
+  local function walk(path, rel)
+    local st = must("stat " .. path, fs.lstat(path))
+    h:update(("%s %s %o %d:%d\n"):format(rel, st.type, st.mode, st.uid, st.gid))
+    if st.type == "dir" then
+      local names = must("readdir " .. path, fs.readdir(path))
+      table.sort(names)
+      for _, name in ipairs(names) do walk(path .. "/" .. name, rel .. "/" .. name) end
+    elseif st.type == "link" then
+      h:update(must("readlink " .. path, fs.readlink(path)) .. "\n")
+    elseif st.type == "file" then
+      h:update(must("digest " .. path, digest.file(path)) .. "\n")
+    end
+  end
+  for i, src in ipairs(step.sources) do walk(src.path, tostring(i)) end
+  return h:hex()
+end
+
+local function run_copy(step, root, config)
+  local workdir = config.config.WorkingDir or "/"
+  local dest = step.dest
+  if dest:sub(1, 1) ~= "/" then dest = workdir:gsub("/?$", "/") .. dest end
+  local into_dir = dest:sub(-1) == "/" or #step.sources > 1
+  for _, src in ipairs(step.sources) do
+    local st = must("stat " .. src.path, fs.stat(src.path))
+    if st.type == "dir" then
+      -- a folder's contents go into dest, as Docker's COPY does
+      local target = mkdirs_in_root(root, dest)
+      if src.contents == false then
+        local base = src.path:match("([^/]+)/*$")
+        target = mkdirs_in_root(root, dest .. "/" .. base)
+      end
+      local names = must("readdir " .. src.path, fs.readdir(src.path))
+      table.sort(names)
+      for _, name in ipairs(names) do
+        copy_tree(src.path .. "/" .. name, target .. "/" .. name, step)
+      end
+    else
+      local target
+      if into_dir then
+        target = mkdirs_in_root(root, dest) .. "/" .. src.path:match("([^/]+)$")
+      else
+        local parent, name = dest:match("^(.*)/([^/]+)$")
+        target = mkdirs_in_root(root, parent) .. "/" .. name
+      end
+      copy_tree(src.path, target, step)
+    end
+  end
+end
+
+-- }======
+
+-- {====== run ======
+
+local function run_step(step, root, config)
+  local c = config.config
+  local argv = step.argv
+  if step.sh then argv = { "/bin/sh", "-c", step.sh } end
+  local user = users.resolve(root, c.User ~= "" and c.User or nil)
+  local env = {}
+  for _, kv in ipairs(c.Env or {}) do env[#env + 1] = kv end
+  local s = spec.build({
+    rootfs = root, cmd = argv, env = env, hostname = "luactr-build",
+    workdir = (c.WorkingDir ~= "" and c.WorkingDir) or "/",
+    network = step.network == "none" and "none" or "host",
+  }, user)
+  if step.network ~= "none" and fs.stat("/etc/resolv.conf") then
+    -- the host's resolver, for apt-get and friends, as docker build does
+    local mounts = {}
+    for i, m in ipairs(s.mounts) do mounts[i] = m end
+    mounts[#mounts + 1] = { destination = "/etc/resolv.conf", type = "bind",
+      source = "/etc/resolv.conf", options = { "bind", "ro" } }
+    s.mounts = mounts
+  end
+  local proc, err, errno, where = core.spawn(s, { stdin = "null", forward_signals = true })
+  if not proc then
+    local status = where == "exec" and ((errno == core.sys.errno.ENOENT) and 127 or 126) or 125
+    return nil, err, status
+  end
+  local how, code = proc:wait()
+  proc:close()
+  if how == "exit" and code == 0 then return true end
+  return nil, how == "exit" and ("exit status " .. code) or ("killed by signal " .. code),
+    how == "exit" and code or 128 + code
+end
+
+-- }======
+
+-- {====== debian bases ======
+
+-- The host's Debian mirror, from its apt sources (deb822 or one-line),
+-- so that nothing names a registry's host; nil lets debootstrap choose.
+local function host_mirror()
+  local files = { "/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list" }
+  for _, f in ipairs(files) do
+    local text = fs.read(f) or ""
+    local uri = text:match("\nURIs:%s*(%S+)") or text:match("^URIs:%s*(%S+)")
+      or text:match("\n%s*deb%s+(%S+)") or text:match("^%s*deb%s+(%S+)")
+    if uri and not uri:find("security", 1, true) then return uri end
+  end
+end
+
+local function debian_key(from)
+  return digest.sha256(("debian %s %s %s"):format(from.suite, from.variant or "minbase",
+    table.concat(from.include or {}, ",")))
+end
+
+local function build_debian(store, from, out)
+  local key = debian_key(from)
+  if store:has_layer(key) then return key, true end
+  local work = store:begin_layer(nil, key)
+  local argv = { "debootstrap", "--variant=" .. (from.variant or "minbase") }
+  if from.include and #from.include > 0 then argv[#argv + 1] = "--include=" .. table.concat(from.include, ",") end
+  argv[#argv + 1] = from.suite
+  argv[#argv + 1] = work.path
+  argv[#argv + 1] = host_mirror()
+  out:write(("       debootstrap %s (the first time takes minutes)\n"):format(from.suite))
+  local pid = must("debootstrap", core.sys.spawnp(argv))
+  local how, code = core.sys.waitpid(pid)
+  if how ~= "exit" or code ~= 0 then
+    work:abort()
+    fail("debootstrap %s failed (%s %s)", from.suite, how, code)
+  end
+  work:commit()
+  return key, false
+end
+
+-- }======
+
+-- {====== the build ======
+
+local function step_label(step)
+  return step.text or step.kind:upper()
+end
+
+-- Starting point of an image: its config and chain, from its base.
+local function base_of(image, built, store, plan, out)
+  local from = image.from
+  if from.kind == "scratch" then return scratch_image() end
+  if from.kind == "image" then return copy_table(built[from.name]) end
+  if from.kind == "store" then
+    local img = store:image(from.name)
+    if not img then fail("%s:%d: unknown base image '%s'", plan.file, image.from_line or image.line, from.name) end
+    img.id, img.ref = nil, nil
+    return img
+  end
+  if from.kind == "debian" then
+    local t0 = core.sys.monotonic()
+    local key, cached = build_debian(store, from, out)
+    out:write(("[base] FROM debian %s%s\n"):format(from.suite,
+      cached and " CACHED" or (" %.1fs"):format(core.sys.monotonic() - t0)))
+    local img = scratch_image()
+    img.luactr.layers = json.array{ key }
+    img.luactr.top = key
+    img.luactr.chain = key
+    img.history[1] = { created_by = "debootstrap " .. from.suite }
+    return img
+  end
+  fail("%s:%d: unknown kind of base '%s'", plan.file, image.line, tostring(from.kind))
+end
+
+local function build_image(image, built, store, plan, o)
+  local out = o.out
+  local img = base_of(image, built, store, plan, out)
+  local c = img.config
+  c.Env = c.Env or json.array()
+  local L = img.luactr
+  local nocache = o.no_cache
+  local n = #image.steps
+  out:write(("=> %s (%s:%d)\n"):format(image.name, plan.file:match("[^/]*$"), image.line))
+  for i, step in ipairs(image.steps) do
+    local text = step_label(step)
+    local extra = ""
+    if step.kind == "copy" then extra = "\n" .. content_digest(step) end
+    if nocache and (step.kind == "run" or step.kind == "copy") then
+      -- --no-cache: fresh keys from here on, so every step runs again
+      extra = extra .. "\nno-cache " .. M.nonce()
+      nocache = false
+    end
+    L.chain = digest.sha256(L.chain .. "\n" .. text .. extra)
+    local prefix = ("[%d/%d] %s"):format(i, n, text)
+    if step.kind == "env" then
+      for _, kv in ipairs(step.vars) do setenv(c.Env, kv[1], tostring(kv[2])) end
+      out:write(prefix, "\n")
+    elseif step.kind == "workdir" then
+      local path = step.path
+      if path:sub(1, 1) ~= "/" then path = (c.WorkingDir or "/"):gsub("/?$", "/") .. path end
+      c.WorkingDir = path
+      out:write(prefix, "\n")
+    elseif step.kind == "user" then
+      c.User = tostring(step.user)
+      out:write(prefix, "\n")
+    elseif step.kind == "label" then
+      c.Labels = c.Labels or {}
+      for _, kv in ipairs(step.labels) do c.Labels[kv[1]] = kv[2] end
+      out:write(prefix, "\n")
+    elseif step.kind == "run" or step.kind == "copy" then
+      local key = L.chain
+      if store:has_layer(key) then
+        out:write(prefix, " CACHED\n")
+      else
+        out:write(prefix, "\n")
+        out:flush()
+        local t0 = core.sys.monotonic()
+        local work = store:begin_layer(L.top, key)
+        local ok, res, msg, status = pcall(function()
+          if step.kind == "run" then
+            return run_step(step, work.path, img)
+          end
+          run_copy(step, work.path, img)
+          return true
+        end)
+        if not ok or not res then
+          work:abort()
+          if not ok then error(res, 0) end
+          errors.raise(status or errors.FAILED, "%s:%d: %s: %s", plan.file, step.line, text, msg)
+        end
+        work:commit()
+        out:write(("       done in %.2fs\n"):format(core.sys.monotonic() - t0))
+      end
+      L.layers[#L.layers + 1] = key
+      L.top = key
+    else
+      fail("%s:%d: unknown step '%s'", plan.file, step.line, tostring(step.kind))
+    end
+    img.history[#img.history + 1] = { created_by = text,
+      empty_layer = (step.kind ~= "run" and step.kind ~= "copy") or nil }
+  end
+  local s = image.config or {}
+  if s.entrypoint then c.Entrypoint = json.array(copy_table(s.entrypoint)); c.Cmd = nil end
+  if s.cmd then c.Cmd = json.array(copy_table(s.cmd)) end
+  if s.expose then
+    c.ExposedPorts = {}
+    for _, p in ipairs(s.expose) do
+      p = tostring(p)
+      if not p:find("/", 1, true) then p = p .. "/tcp" end
+      c.ExposedPorts[p] = {}
+    end
+  end
+  if s.volumes then
+    c.Volumes = {}
+    for _, v in ipairs(s.volumes) do c.Volumes[v] = {} end
+  end
+  if s.labels then
+    c.Labels = c.Labels or {}
+    for k, v in pairs(s.labels) do c.Labels[k] = v end
+  end
+  if s.stop_signal then c.StopSignal = tostring(s.stop_signal) end
+  return img
+end
+
+function M.nonce()
+  local f = assert(io.open("/dev/urandom", "rb"))
+  local b = f:read(16)
+  f:close()
+  return (b:gsub(".", function(ch) return ("%02x"):format(ch:byte()) end))
+end
+
+-- build(plan, [{ store=, no_cache=, only={names}, out=file }])
+--   -> { [name] = { id=, ref=, top= } }
+-- Builds every image of the plan (or those named in `only` and what they
+-- are built on), in order; a failed step raises and leaves nothing
+-- half-built: its layer is discarded, no image is registered for it.
+function M.build(plan, o)
+  o = o or {}
+  o.out = o.out or io.stderr
+  local store = o.store or require("luactr.store").open()
+  -- every base must exist before anything is built
+  for _, image in ipairs(plan.images) do
+    if image.from.kind == "store" and not store:image(image.from.name) then
+      fail("%s:%d: unknown base image '%s'", plan.file, image.from_line or image.line, image.from.name)
+    end
+  end
+  local wanted
+  if o.only and #o.only > 0 then
+    wanted = {}
+    local by_name = {}
+    for _, image in ipairs(plan.images) do by_name[image.name] = image end
+    local function want(name)
+      local image = by_name[name]
+      if not image then fail("%s: no image '%s' in this recipe", plan.file, name) end
+      wanted[name] = true
+      if image.from.kind == "image" then want(image.from.name) end
+    end
+    for _, name in ipairs(o.only) do want(name) end
+  end
+  local built, result = {}, {}
+  for _, image in ipairs(plan.images) do
+    if not wanted or wanted[image.name] then
+      local t0 = core.sys.monotonic()
+      local img = build_image(image, built, store, plan, o)
+      built[image.name] = img
+      local lock <close> = store:lock()
+      local old = store:image(image.name)
+      img.created = (old and old.luactr and old.luactr.chain == img.luactr.chain and old.created) or now_iso()
+      local id = store:put_image(image.name, img)
+      result[image.name] = { id = id, top = img.luactr.top }
+      o.out:write(("   %s %s in %.2fs\n"):format(image.name, id:sub(1, 12), core.sys.monotonic() - t0))
+    end
+  end
+  return result
+end
+
+-- }======
+
+return M

@@ -1,0 +1,141 @@
+-- luactr.container: containers made from images, and their state on disk.
+--
+-- A container is a folder in the store: rootfs/ (a writable snapshot of
+-- its image's top layer), config.json (the OCI spec it runs) and
+-- state.json (status, pid, exit code, times). There is no daemon: the
+-- process that runs a container writes its state; any later command reads
+-- it, and a "running" container whose process is gone is reported as
+-- exited (its runner was killed) — and removed, when it was started with
+-- --rm.
+local core = require "luactr.core"
+local errors = require "luactr.errors"
+
+local M = {}
+
+local function fail(fmt, ...)
+  errors.raise(errors.FAILED, fmt, ...)
+end
+
+local function now_iso()
+  return os.date("!%Y-%m-%dT%H:%M:%SZ")
+end
+
+-- The start time of a process (clock ticks since boot, /proc/PID/stat
+-- field 22): with the pid it names one process, whatever pids are reused.
+function M.start_time(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  local after = s:match("%) (.*)$")
+  local fields = {}
+  for w in (after or ""):gmatch("%S+") do fields[#fields + 1] = w end
+  return tonumber(fields[20])
+end
+
+local function alive(state)
+  return state.pid and state.pid_start and M.start_time(state.pid) == state.pid_start
+end
+
+-- state(store, id) -> state table, stale "running" fixed to "exited".
+function M.state(store, id)
+  local st = store:read_state(id)
+  if not st then return nil end
+  if st.status == "running" and not alive(st) then
+    st.status = "exited"
+    st.stale = true
+  end
+  return st
+end
+
+-- list(store) -> states of every container, newest first.
+function M.list(store)
+  local list = {}
+  for _, id in ipairs(store:containers()) do
+    local st = M.state(store, id)
+    if st then list[#list + 1] = st end
+  end
+  table.sort(list, function(a, b) return (a.created or "") > (b.created or "") end)
+  return list
+end
+
+-- Removes --rm containers whose runner died before it could.
+function M.reap(store)
+  for _, st in ipairs(M.list(store)) do
+    if st.autoremove and st.status ~= "running" then store:remove_container(st.id) end
+  end
+end
+
+-- find(store, what) -> id: by name, full id or unique id prefix.
+function M.find(store, what)
+  local found
+  for _, id in ipairs(store:containers()) do
+    local st = store:read_state(id)
+    if st and st.name == what then return id end
+    if id:sub(1, #what) == what then
+      if found then fail("container id prefix '%s' is ambiguous", what) end
+      found = id
+    end
+  end
+  if not found then fail("no such container: %s", what) end
+  return found
+end
+
+-- create(store, o) -> id, rootfs
+-- o: id, name, image (config with .ref, .id, .luactr.top), autoremove.
+function M.create(store, o)
+  if o.name then
+    if not o.name:match("^[%w][%w_.%-]*$") then fail("invalid container name '%s'", o.name) end
+    for _, id in ipairs(store:containers()) do
+      local st = store:read_state(id)
+      if st and st.name == o.name then
+        fail("the name '%s' is in use by container %s", o.name, id:sub(1, 12))
+      end
+    end
+  end
+  local rootfs = store:new_container(o.id, o.image.luactr and o.image.luactr.top)
+  store:write_state(o.id, {
+    id = o.id, name = o.name, image = o.image.ref, image_id = o.image.id,
+    created = now_iso(), status = "created", autoremove = o.autoremove or nil,
+    command = o.command,
+  })
+  return rootfs
+end
+
+-- started(store, id, proc): records the running process.
+function M.started(store, id, proc)
+  local st = store:read_state(id)
+  st.status, st.pid = "running", proc.pid
+  st.pid_start = M.start_time(proc.pid)
+  st.started = now_iso()
+  store:write_state(id, st)
+end
+
+-- exited(store, id, how, code): records how it ended.
+function M.exited(store, id, how, code)
+  local st = store:read_state(id)
+  st.status = "exited"
+  st.exit_code = how == "signal" and 128 + code or code
+  st.finished = now_iso()
+  st.pid, st.pid_start = nil, nil
+  store:write_state(id, st)
+end
+
+-- remove(store, id, force): refuses a running container unless forced
+-- (then kills it first).
+function M.remove(store, id, force)
+  local st = M.state(store, id)
+  if st and st.status == "running" then
+    if not force then
+      fail("container %s is running: stop it first or use rm -f", id:sub(1, 12))
+    end
+    core.sys.kill(st.pid, 9)
+    for _ = 1, 200 do
+      if not alive(st) then break end
+      core.sys.sleep(0.01)
+    end
+  end
+  store:remove_container(id)
+end
+
+return M

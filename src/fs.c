@@ -1,0 +1,1185 @@
+/*
+** fs.c -- files, for the image store: stat, directories, renames, atomic
+** writes, locks, and trees removed or copied natively on fds.
+**
+** Failures come back as `nil, "<op> <path>: strerror", errno`, so the Lua
+** layer can tell EEXIST or EWOULDBLOCK apart from the rest. Nothing here
+** follows a symlink it did not have to: trees are walked with openat on
+** directory fds and O_NOFOLLOW, never by re-resolving strings.
+*/
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/fs.h>
+#include <linux/magic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "luactr.h"
+
+#define LX_LOCK "luactr.lock"
+
+/* {====== helpers ====== */
+
+static int ok(lua_State *L) {
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* The failure triple with the message "<op> <path>: strerror(err)". */
+static int fail(lua_State *L, const char *op, const char *path, int err) {
+  return lx_fail(L, lua_pushfstring(L, "%s %s", op, path), err);
+}
+
+static const char *type_name(mode_t m) {
+  switch (m & S_IFMT) {
+    case S_IFREG: return "file";
+    case S_IFDIR: return "dir";
+    case S_IFLNK: return "link";
+    case S_IFCHR: return "char";
+    case S_IFBLK: return "block";
+    case S_IFIFO: return "fifo";
+    case S_IFSOCK: return "socket";
+    default: return "unknown";
+  }
+}
+
+/* Splits `path` into its folder (in `dir`, size PATH_MAX) and last name
+** (pointing into `path`), ignoring trailing slashes. Returns NULL with
+** errno set when there is no last name ("/", "", ".", "..") or the path
+** is too long. */
+static const char *split_path(const char *path, char *dir) {
+  size_t n = strlen(path);
+  if (n >= PATH_MAX) {
+    errno = ENAMETOOLONG;
+    return NULL;
+  }
+  memcpy(dir, path, n + 1);
+  while (n > 1 && dir[n - 1] == '/')
+    dir[--n] = '\0';
+  char *slash = strrchr(dir, '/');
+  const char *name;
+  if (!slash) {
+    name = path;
+    strcpy(dir, ".");
+    dir[1] = '\0';
+  } else {
+    name = path + (slash - dir) + 1;
+    if (slash == dir)
+      slash[1] = '\0';  /* "/name": the folder is "/" */
+    else
+      slash[0] = '\0';
+  }
+  size_t len = strcspn(name, "/");
+  if (len == 0 || (len == 1 && name[0] == '.') ||
+      (len == 2 && name[0] == '.' && name[1] == '.')) {
+    errno = EINVAL;
+    return NULL;
+  }
+  return name;
+}
+
+/* Copies the last name of `path` (trailing slashes dropped) into `out`. */
+static void last_name(const char *name, char *out) {
+  size_t len = strcspn(name, "/");
+  memcpy(out, name, len);
+  out[len] = '\0';
+}
+
+/* Writes all of `n` bytes, retrying on EINTR and short writes. */
+static int write_all(int fd, const char *p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w < 0)
+      return -1;
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+/* }====== */
+
+/* {====== stat and directories ====== */
+
+static void push_stat(lua_State *L, const struct stat *st) {
+  lua_createtable(L, 0, 11);
+  lua_pushstring(L, type_name(st->st_mode));
+  lua_setfield(L, -2, "type");
+  lua_pushinteger(L, st->st_mode & 07777);
+  lua_setfield(L, -2, "mode");
+  lua_pushinteger(L, st->st_uid);
+  lua_setfield(L, -2, "uid");
+  lua_pushinteger(L, st->st_gid);
+  lua_setfield(L, -2, "gid");
+  lua_pushinteger(L, st->st_size);
+  lua_setfield(L, -2, "size");
+  lua_pushinteger(L, (lua_Integer)st->st_nlink);
+  lua_setfield(L, -2, "nlink");
+  lua_pushinteger(L, (lua_Integer)st->st_ino);
+  lua_setfield(L, -2, "ino");
+  lua_pushinteger(L, (lua_Integer)st->st_dev);
+  lua_setfield(L, -2, "dev");
+  lua_pushinteger(L, (lua_Integer)st->st_rdev);
+  lua_setfield(L, -2, "rdev");
+  lua_pushinteger(L, st->st_mtim.tv_sec);
+  lua_setfield(L, -2, "mtime");
+  lua_pushinteger(L, st->st_mtim.tv_nsec);
+  lua_setfield(L, -2, "mtime_ns");
+}
+
+/* fs.stat(path) -> {type, mode, uid, gid, size, nlink, ino, dev, rdev,
+** mtime, mtime_ns} | nil, err, errno. Follows symlinks. `mode` holds the
+** permission bits only (with setuid, setgid, sticky); `type` says the rest. */
+static int l_stat(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  struct stat st;
+  if (stat(path, &st) < 0)
+    return fail(L, "stat", path, errno);
+  push_stat(L, &st);
+  return 1;
+}
+
+/* fs.lstat(path) -> as fs.stat, of a symlink itself. */
+static int l_lstat(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  struct stat st;
+  if (lstat(path, &st) < 0)
+    return fail(L, "lstat", path, errno);
+  push_stat(L, &st);
+  return 1;
+}
+
+/* fs.readdir(path) -> {names...} without "." and "..", in the order the
+** filesystem gives | nil, err, errno. */
+static int l_readdir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  DIR *d = opendir(path);
+  if (!d)
+    return fail(L, "readdir", path, errno);
+  lua_newtable(L);
+  lua_Integer i = 0;
+  struct dirent *e;
+  for (;;) {
+    errno = 0;
+    if (!(e = readdir(d)))
+      break;
+    if (e->d_name[0] == '.' && (e->d_name[1] == '\0' ||
+        (e->d_name[1] == '.' && e->d_name[2] == '\0')))
+      continue;
+    lua_pushstring(L, e->d_name);  /* cannot raise but on memory: d leaks */
+    lua_rawseti(L, -2, ++i);
+  }
+  int err = errno;
+  closedir(d);
+  if (err)
+    return fail(L, "readdir", path, err);
+  return 1;
+}
+
+/* fs.mkdir(path, [mode=0755]) -> true | nil, err, errno (EEXIST when it
+** is there already). The umask applies, as for mkdir(2). */
+static int l_mkdir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  mode_t mode = (mode_t)luaL_optinteger(L, 2, 0755);
+  if (mkdir(path, mode) < 0)
+    return fail(L, "mkdir", path, errno);
+  return ok(L);
+}
+
+/* Makes `path` (length < PATH_MAX, writable) and its missing parents. */
+static int mkdirs(char *path, mode_t mode) {
+  if (mkdir(path, mode) == 0)
+    return 0;
+  if (errno == EEXIST) {
+    struct stat st;
+    if (stat(path, &st) < 0)
+      return -1;
+    if (!S_ISDIR(st.st_mode)) {
+      errno = ENOTDIR;
+      return -1;
+    }
+    return 0;
+  }
+  if (errno != ENOENT)
+    return -1;
+  char *slash = strrchr(path, '/');
+  while (slash && slash > path && slash[-1] == '/')
+    slash--;
+  if (!slash || slash == path) {
+    errno = ENOENT;
+    return -1;
+  }
+  *slash = '\0';
+  int r = mkdirs(path, mode);
+  *slash = '/';
+  if (r < 0)
+    return -1;
+  if (mkdir(path, mode) == 0 || errno == EEXIST)
+    return 0;  /* EEXIST: another process made it meanwhile */
+  return -1;
+}
+
+/* fs.mkdirs(path, [mode=0755]) -> true | nil, err, errno: mkdir -p.
+** Folders that exist are fine; a non-folder in the way is ENOTDIR. */
+static int l_mkdirs(lua_State *L) {
+  size_t n;
+  const char *path = luaL_checklstring(L, 1, &n);
+  mode_t mode = (mode_t)luaL_optinteger(L, 2, 0755);
+  char buf[PATH_MAX];
+  if (n >= sizeof buf)
+    return fail(L, "mkdirs", path, ENAMETOOLONG);
+  memcpy(buf, path, n + 1);
+  while (n > 1 && buf[n - 1] == '/')
+    buf[--n] = '\0';
+  if (mkdirs(buf, mode) < 0)
+    return fail(L, "mkdirs", path, errno);
+  return ok(L);
+}
+
+/* }====== */
+
+/* {====== names ====== */
+
+/* fs.rename(old, new, [{noreplace=, exchange=}]) -> true | nil, err, errno
+** renameat2(2): `noreplace` fails with EEXIST instead of replacing new,
+** `exchange` swaps the two atomically. */
+static int l_rename(lua_State *L) {
+  const char *from = luaL_checkstring(L, 1);
+  const char *to = luaL_checkstring(L, 2);
+  unsigned flags = 0;
+  if (!lua_isnoneornil(L, 3)) {
+    static const char *const known[] = {"noreplace", "exchange", NULL};
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lx_checkkeys(L, 3, "fs.rename", known);
+    if (lua_getfield(L, 3, "noreplace") != LUA_TNIL && lua_toboolean(L, -1))
+      flags |= RENAME_NOREPLACE;
+    if (lua_getfield(L, 3, "exchange") != LUA_TNIL && lua_toboolean(L, -1))
+      flags |= RENAME_EXCHANGE;
+    lua_pop(L, 2);
+    if (flags == (RENAME_NOREPLACE | RENAME_EXCHANGE))
+      return luaL_argerror(L, 3, "noreplace and exchange exclude each other");
+  }
+  if (renameat2(AT_FDCWD, from, AT_FDCWD, to, flags) < 0)
+    return fail(L, "rename", from, errno);
+  return ok(L);
+}
+
+/* fs.unlink(path) -> true | nil, err, errno */
+static int l_unlink(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  if (unlink(path) < 0)
+    return fail(L, "unlink", path, errno);
+  return ok(L);
+}
+
+/* fs.rmdir(path) -> true | nil, err, errno (ENOTEMPTY when not empty) */
+static int l_rmdir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  if (rmdir(path) < 0)
+    return fail(L, "rmdir", path, errno);
+  return ok(L);
+}
+
+/* fs.symlink(target, path) -> true | nil, err, errno */
+static int l_symlink(lua_State *L) {
+  const char *target = luaL_checkstring(L, 1);
+  const char *path = luaL_checkstring(L, 2);
+  if (symlink(target, path) < 0)
+    return fail(L, "symlink", path, errno);
+  return ok(L);
+}
+
+/* fs.readlink(path) -> target | nil, err, errno */
+static int l_readlink(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  char buf[PATH_MAX];
+  ssize_t n = readlink(path, buf, sizeof buf);
+  if (n < 0)
+    return fail(L, "readlink", path, errno);
+  if ((size_t)n == sizeof buf)
+    return fail(L, "readlink", path, ENAMETOOLONG);
+  lua_pushlstring(L, buf, (size_t)n);
+  return 1;
+}
+
+/* fs.chmod(path, mode) -> true | nil, err, errno (follows symlinks) */
+static int l_chmod(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  mode_t mode = (mode_t)luaL_checkinteger(L, 2);
+  if (chmod(path, mode) < 0)
+    return fail(L, "chmod", path, errno);
+  return ok(L);
+}
+
+/* fs.lchown(path, uid, gid) -> true | nil, err, errno; -1 leaves one as
+** it is. A symlink itself is changed, not what it names. */
+static int l_lchown(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  uid_t uid = (uid_t)luaL_checkinteger(L, 2);
+  gid_t gid = (gid_t)luaL_checkinteger(L, 3);
+  if (lchown(path, uid, gid) < 0)
+    return fail(L, "lchown", path, errno);
+  return ok(L);
+}
+
+/* fs.realpath(path) -> absolute path without symlinks | nil, err, errno */
+static int l_realpath(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  char buf[PATH_MAX];
+  if (!realpath(path, buf))
+    return fail(L, "realpath", path, errno);
+  lua_pushstring(L, buf);
+  return 1;
+}
+
+/* }====== */
+
+/* {====== contents ====== */
+
+/* fs.write_atomic(path, data, [mode=0644]) -> true | nil, err, errno
+** Writes `data` to ".<name>.tmp-<pid>-<n>" in the same folder, with
+** exactly `mode` (no umask), fsyncs it, renames it over `path` and
+** fsyncs the folder: after a crash `path` is the old file or the new one,
+** never half of either. The temp file is removed when a step fails. */
+static int l_write_atomic(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  mode_t mode = (mode_t)luaL_optinteger(L, 3, 0644);
+  static unsigned counter;
+  char dir[PATH_MAX], name[NAME_MAX + 1], tmp[PATH_MAX];
+  const char *base = split_path(path, dir);
+  if (!base || strcspn(base, "/") > NAME_MAX)
+    return fail(L, "write", path, base ? ENAMETOOLONG : errno);
+  last_name(base, name);
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0)
+    return fail(L, "write", path, errno);
+  int fd = -1, err = 0;
+  for (int tries = 0; fd < 0 && tries < 100; tries++) {
+    int n = snprintf(tmp, sizeof tmp, ".%.200s.tmp-%ld-%u", name,
+                     (long)getpid(), counter++);
+    if (n < 0 || (size_t)n >= sizeof tmp) {
+      err = ENAMETOOLONG;
+      break;
+    }
+    fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                0600);
+    err = fd < 0 ? errno : 0;
+    if (fd < 0 && err != EEXIST)
+      break;
+  }
+  if (fd < 0) {
+    close(dfd);
+    return fail(L, "write", path, err);
+  }
+  const char *step = "write";
+  if (fchmod(fd, mode) < 0)
+    step = "chmod";
+  else if (write_all(fd, data, len) < 0)
+    step = "write";
+  else if (fsync(fd) < 0)
+    step = "fsync";
+  else
+    step = NULL;
+  err = errno;
+  if (close(fd) < 0 && !step) {
+    step = "write";
+    err = errno;
+  }
+  if (!step && renameat(dfd, tmp, dfd, name) < 0) {
+    step = "rename";
+    err = errno;
+  }
+  if (step) {
+    unlinkat(dfd, tmp, 0);
+    close(dfd);
+    return fail(L, step, path, err);
+  }
+  /* the rename itself must reach the disk too */
+  if (fsync(dfd) < 0 && errno != EINVAL) {
+    err = errno;
+    close(dfd);
+    return fail(L, "fsync", dir, err);
+  }
+  close(dfd);
+  return ok(L);
+}
+
+/* fs.read(path) -> contents | nil, err, errno */
+static int l_read(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0)
+    return fail(L, "read", path, errno);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (;;) {
+    char *p = luaL_prepbuffer(&b);
+    ssize_t n = read(fd, p, LUAL_BUFFERSIZE);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      int err = errno;
+      close(fd);
+      return fail(L, "read", path, err);
+    }
+    if (n == 0)
+      break;
+    luaL_addsize(&b, (size_t)n);
+  }
+  close(fd);
+  luaL_pushresult(&b);
+  return 1;
+}
+
+#ifndef OVERLAYFS_SUPER_MAGIC
+#define OVERLAYFS_SUPER_MAGIC 0x794c7630
+#endif
+
+static const struct { unsigned long magic; const char *name; } fs_types[] = {
+  {BTRFS_SUPER_MAGIC, "btrfs"},   {OVERLAYFS_SUPER_MAGIC, "overlay"},
+  {TMPFS_MAGIC, "tmpfs"},         {EXT4_SUPER_MAGIC, "ext4"},  /* ext2/3 too */
+  {XFS_SUPER_MAGIC, "xfs"},       {PROC_SUPER_MAGIC, "proc"},
+  {SYSFS_MAGIC, "sysfs"},         {CGROUP2_SUPER_MAGIC, "cgroup2"},
+  {CGROUP_SUPER_MAGIC, "cgroup"}, {RAMFS_MAGIC, "ramfs"},
+  {DEVPTS_SUPER_MAGIC, "devpts"}, {NFS_SUPER_MAGIC, "nfs"},
+  {SQUASHFS_MAGIC, "squashfs"},   {F2FS_SUPER_MAGIC, "f2fs"},
+  {0x65735546, "fuse"},           {0x2fc12fc1, "zfs"},
+  {MSDOS_SUPER_MAGIC, "vfat"},    {0x01021997, "9p"},
+  {0, NULL},
+};
+
+/* fs.statfs(path) -> {type, magic, bsize, blocks, bfree, bavail, files,
+** ffree} | nil, err, errno. `type` is the filesystem's name when known,
+** else its magic number in hex ("0x1234abcd"). */
+static int l_statfs(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  struct statfs sf;
+  if (statfs(path, &sf) < 0)
+    return fail(L, "statfs", path, errno);
+  unsigned long magic = (unsigned long)sf.f_type & 0xffffffffUL;
+  lua_createtable(L, 0, 8);
+  int i = 0;
+  while (fs_types[i].name && fs_types[i].magic != magic)
+    i++;
+  if (fs_types[i].name) {
+    lua_pushstring(L, fs_types[i].name);
+  } else {
+    char hex[16];
+    snprintf(hex, sizeof hex, "0x%lx", magic);
+    lua_pushstring(L, hex);
+  }
+  lua_setfield(L, -2, "type");
+  lua_pushinteger(L, (lua_Integer)magic);
+  lua_setfield(L, -2, "magic");
+  lua_pushinteger(L, (lua_Integer)sf.f_bsize);
+  lua_setfield(L, -2, "bsize");
+  lua_pushinteger(L, (lua_Integer)sf.f_blocks);
+  lua_setfield(L, -2, "blocks");
+  lua_pushinteger(L, (lua_Integer)sf.f_bfree);
+  lua_setfield(L, -2, "bfree");
+  lua_pushinteger(L, (lua_Integer)sf.f_bavail);
+  lua_setfield(L, -2, "bavail");
+  lua_pushinteger(L, (lua_Integer)sf.f_files);
+  lua_setfield(L, -2, "files");
+  lua_pushinteger(L, (lua_Integer)sf.f_ffree);
+  lua_setfield(L, -2, "ffree");
+  return 1;
+}
+
+/* }====== */
+
+/* {====== locks ====== */
+
+typedef struct lock {
+  int fd;  /* -1 once unlocked */
+} lock;
+
+/* fs.lock(path, [{shared=false, wait=true}]) -> lock | nil, err, errno
+** Opens (creating, 0600) `path` and flock()s it, exclusive unless
+** `shared`. Without `wait`, a lock held elsewhere fails at once with
+** EWOULDBLOCK. The lock goes with the handle: `:unlock()`, `__close`
+** and `__gc` all release it, any number of times. */
+static int l_lock(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  int op = LOCK_EX;
+  bool wait = true;
+  if (!lua_isnoneornil(L, 2)) {
+    static const char *const known[] = {"shared", "wait", NULL};
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lx_checkkeys(L, 2, "fs.lock", known);
+    if (lua_getfield(L, 2, "shared") != LUA_TNIL && lua_toboolean(L, -1))
+      op = LOCK_SH;
+    if (lua_getfield(L, 2, "wait") != LUA_TNIL)
+      wait = lua_toboolean(L, -1);
+    lua_pop(L, 2);
+  }
+  /* the handle first, so that no Lua error can leak the fd afterwards */
+  lock *lk = lua_newuserdatauv(L, sizeof *lk, 0);
+  lk->fd = -1;
+  luaL_setmetatable(L, LX_LOCK);
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+  if (fd < 0)
+    return fail(L, "lock", path, errno);
+  int r;
+  do
+    r = flock(fd, op | (wait ? 0 : LOCK_NB));
+  while (r < 0 && errno == EINTR);
+  if (r < 0) {
+    int err = errno;
+    close(fd);
+    return fail(L, "lock", path, err);
+  }
+  lk->fd = fd;
+  return 1;
+}
+
+/* lock:unlock() -> true; unlocking twice is fine. */
+static int l_unlock(lua_State *L) {
+  lock *lk = luaL_checkudata(L, 1, LX_LOCK);
+  if (lk->fd >= 0) {
+    close(lk->fd);  /* closing the only fd releases the flock */
+    lk->fd = -1;
+  }
+  return ok(L);
+}
+
+static int l_lock_tostring(lua_State *L) {
+  lock *lk = luaL_checkudata(L, 1, LX_LOCK);
+  lua_pushstring(L, lk->fd >= 0 ? "luactr.lock (held)" : "luactr.lock (released)");
+  return 1;
+}
+
+static const luaL_Reg lock_meta[] = {
+  {"__gc", l_unlock},
+  {"__close", l_unlock},
+  {"__tostring", l_lock_tostring},
+  {"__index", NULL},
+  {NULL, NULL},
+};
+
+static const luaL_Reg lock_methods[] = {
+  {"unlock", l_unlock},
+  {NULL, NULL},
+};
+
+/* }====== */
+
+/* {====== remove_tree ====== */
+
+/*
+** The walk holds one directory fd per level and a path string only for
+** messages. Each entry is statx'ed without following symlinks; its mount
+** id says whether it is a mount point (another filesystem, or a bind
+** mount of this one), which is refused with EBUSY: remove_tree deletes
+** files of the filesystem it starts on, never of one mounted inside.
+** A folder on another device of the same mount is refused with EXDEV,
+** except a btrfs subvolume (a folder with inode 256 on btrfs), which is
+** deleted whole with libbtrfsutil, nested subvolumes and all: it is O(1)
+** where unlinking a layer's files one by one is O(files), and a read-only
+** layer could not be emptied anyway. The kernel would detach mounts
+** beneath a deleted subvolume without a word, so /proc/self/mountinfo is
+** checked first (this mount namespace only: a container's namespace
+** cannot be seen from here; stop the container first). One fd is held
+** per level of depth.
+*/
+
+typedef struct walk {
+  char *path;   /* for messages: where the walk is */
+  size_t len, cap;
+  const char *op;  /* the failed step */
+  int err;
+} walk;
+
+static bool walk_push(walk *w, const char *name) {
+  size_t n = strlen(name);
+  if (w->len + n + 2 > w->cap) {
+    size_t cap = (w->len + n + 2) * 2;
+    char *p = realloc(w->path, cap);
+    if (!p)
+      return false;
+    w->path = p;
+    w->cap = cap;
+  }
+  if (w->len > 0 && w->path[w->len - 1] != '/')
+    w->path[w->len++] = '/';
+  memcpy(w->path + w->len, name, n + 1);
+  w->len += n;
+  return true;
+}
+
+static int walk_fail(walk *w, const char *op, int err) {
+  w->op = op;
+  w->err = err;
+  return -1;
+}
+
+/* What a statx of `name` beneath `dfd` says (AT_EMPTY_PATH when name
+** is ""): 0 or -1/errno. */
+static int xstat(int dfd, const char *name, struct statx *sx) {
+  int flags = AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT;
+  if (!*name)
+    flags |= AT_EMPTY_PATH;
+  return statx(dfd, name, flags,
+               STATX_TYPE | STATX_MODE | STATX_INO | STATX_MNT_ID, sx);
+}
+
+/* True when `sx` (beneath a parent on mount `pmnt`) is a mount point. */
+static bool is_mountpoint(const struct statx *sx, unsigned long long pmnt) {
+  if ((sx->stx_mask & STATX_MNT_ID) && sx->stx_mnt_id != pmnt)
+    return true;
+  return (sx->stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
+         (sx->stx_attributes & STATX_ATTR_MOUNT_ROOT);
+}
+
+static dev_t sx_dev(const struct statx *sx) {
+  return makedev(sx->stx_dev_major, sx->stx_dev_minor);
+}
+
+/* Reads an octal-escaped mountinfo field ("\040" for a space) in place. */
+static void unescape(char *s) {
+  char *o = s;
+  while (*s) {
+    if (s[0] == '\\' && s[1] >= '0' && s[1] <= '7' && s[2] >= '0' &&
+        s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
+      *o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+      s += 4;
+    } else {
+      *o++ = *s++;
+    }
+  }
+  *o = '\0';
+}
+
+/* Fails with EBUSY (naming the mount point in w->path) when anything is
+** mounted at or beneath the folder open at `fd`, in this mount namespace. */
+static int check_no_mounts(int fd, walk *w) {
+  char link[64], dir[PATH_MAX];
+  snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  ssize_t n = readlink(link, dir, sizeof dir - 1);
+  if (n < 0)
+    return walk_fail(w, "readlink", errno);
+  dir[n] = '\0';
+  FILE *f = fopen("/proc/self/mountinfo", "re");
+  if (!f)
+    return walk_fail(w, "mountinfo", errno);
+  char *line = NULL;
+  size_t cap = 0;
+  int r = 0;
+  while (getline(&line, &cap, f) > 0) {
+    /* id parent major:minor root MOUNTPOINT ... */
+    char *save = NULL, *tok = strtok_r(line, " ", &save);
+    for (int i = 0; tok && i < 4; i++)
+      tok = strtok_r(NULL, " ", &save);
+    if (!tok)
+      continue;
+    unescape(tok);
+    size_t len = (size_t)n;
+    if (strncmp(tok, dir, len) == 0 &&
+        (tok[len] == '\0' || tok[len] == '/' || len == 1)) {
+      w->len = 0;
+      walk_push(w, tok);
+      r = walk_fail(w, "remove", EBUSY);
+      break;
+    }
+  }
+  free(line);
+  fclose(f);
+  return r;
+}
+
+static int rm_entry(int pfd, const char *name, unsigned long long pmnt,
+                    dev_t pdev, walk *w);
+
+/* Empties the folder open at `fd` (which the walk owns and closes). */
+static int rm_contents(int fd, unsigned long long mnt, dev_t dev, walk *w) {
+  DIR *d = fdopendir(fd);
+  if (!d) {
+    int err = errno;
+    close(fd);
+    return walk_fail(w, "opendir", err);
+  }
+  size_t len = w->len;
+  for (;;) {
+    errno = 0;
+    struct dirent *e = readdir(d);
+    if (!e) {
+      if (errno) {
+        int err = errno;
+        closedir(d);
+        return walk_fail(w, "readdir", err);
+      }
+      break;
+    }
+    if (e->d_name[0] == '.' && (e->d_name[1] == '\0' ||
+        (e->d_name[1] == '.' && e->d_name[2] == '\0')))
+      continue;
+    if (!walk_push(w, e->d_name)) {
+      closedir(d);
+      return walk_fail(w, "remove", ENOMEM);
+    }
+    if (rm_entry(dirfd(d), e->d_name, mnt, dev, w) < 0) {
+      closedir(d);
+      return -1;
+    }
+    w->len = len;
+    w->path[len] = '\0';
+  }
+  closedir(d);
+  return 0;
+}
+
+/* unlinkat that, when refused for want of write permission on the
+** folder (a read-only folder of an image, when not root), makes the
+** folder writable for its owner and tries once more. */
+static int unlink_in(int pfd, const char *name, int flags) {
+  if (unlinkat(pfd, name, flags) == 0)
+    return 0;
+  struct stat st;
+  if (errno != EACCES || fstat(pfd, &st) < 0 || fchmod(pfd, st.st_mode | 0700) < 0) {
+    errno = EACCES;
+    return -1;
+  }
+  return unlinkat(pfd, name, flags);
+}
+
+/* Removes `name` beneath `pfd` (a folder on mount `pmnt`, device `pdev`),
+** whatever it is. A missing entry is success: someone else removed it. */
+static int rm_entry(int pfd, const char *name, unsigned long long pmnt,
+                    dev_t pdev, walk *w) {
+  struct statx sx;
+  if (xstat(pfd, name, &sx) < 0)
+    return errno == ENOENT ? 0 : walk_fail(w, "stat", errno);
+  if (is_mountpoint(&sx, pmnt))
+    return walk_fail(w, "remove", EBUSY);
+  if (!S_ISDIR(sx.stx_mode)) {
+    if (unlink_in(pfd, name, 0) < 0 && errno != ENOENT)
+      return walk_fail(w, "unlink", errno);
+    return 0;
+  }
+  int fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0 && errno == EACCES &&
+      fchmodat(pfd, name, (sx.stx_mode & 07777) | 0700, 0) == 0)
+    fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return errno == ENOENT ? 0 : walk_fail(w, "open", errno);
+  /* look again through the fd: the name may have changed meanwhile */
+  if (xstat(fd, "", &sx) < 0) {
+    int err = errno;
+    close(fd);
+    return walk_fail(w, "stat", err);
+  }
+  if (is_mountpoint(&sx, pmnt)) {
+    close(fd);
+    return walk_fail(w, "remove", EBUSY);
+  }
+  dev_t dev = sx_dev(&sx);
+  if (dev != pdev) {
+    struct statfs sf;
+    if (fstatfs(fd, &sf) < 0) {
+      int err = errno;
+      close(fd);
+      return walk_fail(w, "statfs", err);
+    }
+    bool subvol = sf.f_type == BTRFS_SUPER_MAGIC && sx.stx_ino == 256;
+    if (!subvol) {
+      close(fd);
+      return walk_fail(w, "remove", EXDEV);
+    }
+    int r = check_no_mounts(fd, w);
+    close(fd);
+    if (r < 0)
+      return -1;
+    if (lx_btrfs_delete_at(pfd, name, true) < 0)
+      return walk_fail(w, "delete subvolume", errno);
+    return 0;
+  }
+  if (rm_contents(fd, pmnt, pdev, w) < 0)
+    return -1;
+  if (unlink_in(pfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+    return walk_fail(w, "rmdir", errno);
+  return 0;
+}
+
+/* fs.remove_tree(path) -> true | nil, err, errno
+** rm -rf, natively, without following symlinks. A missing path is
+** success. Refuses to cross into another mount: a mount point met on the
+** way fails with EBUSY, a folder on another device with EXDEV, and the
+** message names it; what was removed before that stays removed. A btrfs
+** subvolume met on the way (or given) is deleted with libbtrfsutil,
+** nested subvolumes and all, read-only or not (needs CAP_SYS_ADMIN, or
+** user_subvol_rm_allowed). A folder that refuses its owner (mode 0555, as
+** /proc of an image) is made writable for the owner to be emptied. */
+static int l_remove_tree(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  char dir[PATH_MAX], name[NAME_MAX + 1];
+  const char *base = split_path(path, dir);
+  if (!base)
+    return fail(L, "remove", path, errno);
+  if (strcspn(base, "/") > NAME_MAX)
+    return fail(L, "remove", path, ENAMETOOLONG);
+  last_name(base, name);
+  int pfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (pfd < 0)
+    return errno == ENOENT ? ok(L) : fail(L, "remove", path, errno);
+  struct statx sx;
+  if (xstat(pfd, "", &sx) < 0) {
+    int err = errno;
+    close(pfd);
+    return fail(L, "remove", path, err);
+  }
+  walk w = {NULL, 0, 0, NULL, 0};
+  int r = walk_push(&w, path) ? rm_entry(pfd, name, sx.stx_mnt_id, sx_dev(&sx), &w)
+                              : walk_fail(&w, "remove", ENOMEM);
+  close(pfd);
+  if (r < 0) {
+    lx_fail(L, lua_pushfstring(L, "%s %s", w.op, w.path ? w.path : path), w.err);
+    free(w.path);
+    return 3;
+  }
+  free(w.path);
+  return ok(L);
+}
+
+/* }====== */
+
+/* {====== copy ====== */
+
+/*
+** A tree is copied entry by entry on fds, as `cp -a` would: mode, owner,
+** times and symlinks kept, device nodes and fifos made anew, file data
+** shared by reflink (FICLONE) when the filesystem can, else copied in the
+** kernel with copy_file_range, else read and written. Hard links become
+** separate files; extended attributes are not copied.
+*/
+
+typedef struct copyopts {
+  bool owner;  /* force uid/gid */
+  uid_t uid;
+  gid_t gid;
+  bool mode;   /* force the permission bits of files and folders */
+  mode_t perm;
+} copyopts;
+
+static int copy_data(int in, int out) {
+  if (ioctl(out, FICLONE, in) == 0)
+    return 0;
+  bool kernel = true;
+  for (;;) {
+    ssize_t n;
+    if (kernel) {
+      n = copy_file_range(in, NULL, out, NULL, 1 << 30, 0);
+      if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+                    errno == EOPNOTSUPP || errno == EPERM)) {
+        kernel = false;  /* nothing was copied yet by a failed call */
+        continue;
+      }
+    } else {
+      char buf[65536];
+      n = read(in, buf, sizeof buf);
+      if (n > 0 && write_all(out, buf, (size_t)n) < 0)
+        return -1;
+    }
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return -1;
+    if (n == 0)
+      return 0;
+  }
+}
+
+/* The walk of a copy: both paths, for the message; the failure names the
+** side it happened on ("copy /src: create /dst/x: Permission denied"). */
+typedef struct copyctx {
+  copyopts o;
+  walk src, dst;
+  walk *failed;
+  bool top_made;     /* the folder the copy goes into, once made: */
+  dev_t top_dev;     /* met again in the source, it is a copy into */
+  ino_t top_ino;     /* itself, which would never end */
+} copyctx;
+
+static int fail_src(copyctx *c, const char *op, int err) {
+  c->failed = &c->src;
+  return walk_fail(&c->src, op, err);
+}
+
+static int fail_dst(copyctx *c, const char *op, int err) {
+  c->failed = &c->dst;
+  return walk_fail(&c->dst, op, err);
+}
+
+/* Sets owner, mode (not of symlinks) and times of `name` beneath `dfd`
+** (or of `fd` when >= 0), as the source `st` had them or the options
+** say. The owner goes first: chown clears setuid bits, chmod sets them. */
+static int copy_meta(int dfd, const char *name, int fd, const struct stat *st,
+                     copyctx *c) {
+  const copyopts *o = &c->o;
+  uid_t uid = o->owner ? o->uid : st->st_uid;
+  gid_t gid = o->owner ? o->gid : st->st_gid;
+  mode_t perm = o->mode ? o->perm : st->st_mode & 07777;
+  struct stat now;
+  int r = fd >= 0 ? fstat(fd, &now) : fstatat(dfd, name, &now, AT_SYMLINK_NOFOLLOW);
+  if (r < 0)
+    return fail_dst(c, "stat", errno);
+  if (now.st_uid != uid || now.st_gid != gid) {
+    r = fd >= 0 ? fchown(fd, uid, gid)
+                : fchownat(dfd, name, uid, gid, AT_SYMLINK_NOFOLLOW);
+    if (r < 0)
+      return fail_dst(c, "chown", errno);
+  }
+  if (!S_ISLNK(st->st_mode)) {
+    r = fd >= 0 ? fchmod(fd, perm) : fchmodat(dfd, name, perm, 0);
+    if (r < 0)
+      return fail_dst(c, "chmod", errno);
+  }
+  struct timespec t[2] = {st->st_atim, st->st_mtim};
+  r = fd >= 0 ? futimens(fd, t) : utimensat(dfd, name, t, AT_SYMLINK_NOFOLLOW);
+  if (r < 0)
+    return fail_dst(c, "utimens", errno);
+  return 0;
+}
+
+/* Clears the way for a new non-folder `name` beneath `dfd`: a file,
+** link or node there is replaced, a folder is EISDIR. */
+static int make_room(int dfd, const char *name, copyctx *c) {
+  struct stat st;
+  if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+    return errno == ENOENT ? 0 : fail_dst(c, "stat", errno);
+  if (S_ISDIR(st.st_mode))
+    return fail_dst(c, "replace", EISDIR);
+  if (unlinkat(dfd, name, 0) < 0)
+    return fail_dst(c, "unlink", errno);
+  return 0;
+}
+
+static int copy_entry(int sfd, const char *sname, int dfd, const char *dname,
+                      copyctx *c);
+
+static int copy_dir(int sfd, const char *sname, int dfd, const char *dname,
+                    const struct stat *st, copyctx *c) {
+  int in = openat(sfd, sname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (in < 0)
+    return fail_src(c, "open", errno);
+  if (mkdirat(dfd, dname, 0700) < 0) {
+    struct stat dst;
+    int err = errno;
+    if (err == EEXIST && fstatat(dfd, dname, &dst, AT_SYMLINK_NOFOLLOW) == 0 &&
+        !S_ISDIR(dst.st_mode))
+      err = ENOTDIR;
+    if (err != EEXIST) {
+      close(in);
+      return fail_dst(c, "mkdir", err);
+    }
+  }
+  int out = openat(dfd, dname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (out < 0) {
+    int err = errno;
+    close(in);
+    return fail_dst(c, "open", err);
+  }
+  /* until its contents are in, the copy must stay writable for us */
+  struct stat now;
+  if (fstat(out, &now) == 0) {
+    if (!c->top_made) {
+      c->top_made = true;
+      c->top_dev = now.st_dev;
+      c->top_ino = now.st_ino;
+    }
+    if ((now.st_mode & 0700) != 0700)
+      fchmod(out, now.st_mode | 0700);
+  }
+  DIR *d = fdopendir(in);
+  if (!d) {
+    int err = errno;
+    close(in);
+    close(out);
+    return fail_src(c, "opendir", err);
+  }
+  size_t slen = c->src.len, dlen = c->dst.len;
+  int r = 0;
+  for (;;) {
+    errno = 0;
+    struct dirent *e = readdir(d);
+    if (!e) {
+      if (errno)
+        r = fail_src(c, "readdir", errno);
+      break;
+    }
+    if (e->d_name[0] == '.' && (e->d_name[1] == '\0' ||
+        (e->d_name[1] == '.' && e->d_name[2] == '\0')))
+      continue;
+    if (!walk_push(&c->src, e->d_name) || !walk_push(&c->dst, e->d_name)) {
+      r = fail_src(c, "copy", ENOMEM);
+      break;
+    }
+    if ((r = copy_entry(dirfd(d), e->d_name, out, e->d_name, c)) < 0)
+      break;
+    c->src.path[c->src.len = slen] = '\0';
+    c->dst.path[c->dst.len = dlen] = '\0';
+  }
+  closedir(d);
+  if (r == 0)
+    r = copy_meta(-1, NULL, out, st, c);  /* last: the entries change mtime */
+  close(out);
+  return r;
+}
+
+static int copy_file(int sfd, const char *sname, int dfd, const char *dname,
+                     const struct stat *st, copyctx *c) {
+  int in = openat(sfd, sname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+  if (in < 0)
+    return fail_src(c, "open", errno);
+  if (make_room(dfd, dname, c) < 0) {
+    close(in);
+    return -1;
+  }
+  int out = openat(dfd, dname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                   0600);
+  if (out < 0) {
+    int err = errno;
+    close(in);
+    return fail_dst(c, "create", err);
+  }
+  int r = copy_data(in, out) < 0 ? fail_dst(c, "write", errno) : 0;
+  close(in);
+  if (r == 0)
+    r = copy_meta(-1, NULL, out, st, c);
+  if (close(out) < 0 && r == 0)
+    r = fail_dst(c, "write", errno);
+  return r;
+}
+
+static int copy_entry(int sfd, const char *sname, int dfd, const char *dname,
+                      copyctx *c) {
+  struct stat st;
+  if (fstatat(sfd, sname, &st, AT_SYMLINK_NOFOLLOW) < 0)
+    return fail_src(c, "stat", errno);
+  switch (st.st_mode & S_IFMT) {
+    case S_IFDIR:
+      if (c->top_made && st.st_dev == c->top_dev && st.st_ino == c->top_ino)
+        return fail_src(c, "copy into itself", EINVAL);
+      return copy_dir(sfd, sname, dfd, dname, &st, c);
+    case S_IFREG:
+      return copy_file(sfd, sname, dfd, dname, &st, c);
+    case S_IFLNK: {
+      char target[PATH_MAX];
+      ssize_t n = readlinkat(sfd, sname, target, sizeof target);
+      if (n < 0)
+        return fail_src(c, "readlink", errno);
+      if ((size_t)n == sizeof target)
+        return fail_src(c, "readlink", ENAMETOOLONG);
+      target[n] = '\0';
+      if (make_room(dfd, dname, c) < 0)
+        return -1;
+      if (symlinkat(target, dfd, dname) < 0)
+        return fail_dst(c, "symlink", errno);
+      return copy_meta(dfd, dname, -1, &st, c);
+    }
+    default:  /* devices, fifos, sockets: a node of the same kind */
+      if (make_room(dfd, dname, c) < 0)
+        return -1;
+      if (mknodat(dfd, dname, (st.st_mode & S_IFMT) | 0600, st.st_rdev) < 0)
+        return fail_dst(c, "mknod", errno);
+      return copy_meta(dfd, dname, -1, &st, c);
+  }
+}
+
+/* fs.copy(src, dst, [{owner = {uid, gid}, mode = perm}]) -> true | nil,
+** err, errno. Copies the file, symlink or folder tree `src` to `dst`
+** (which names the copy; it is not a folder to copy into). A folder that
+** exists at `dst` is merged into; a non-folder there is replaced, a
+** folder in the place of a non-folder is EISDIR. `owner` and `mode`
+** override what the source has, for every entry (mode not for symlinks).
+** The message names the side that failed: "copy SRC: create DST/x: ...".
+** A folder copied into itself fails with EINVAL, as with cp.
+** Paths are taken as given: resolve them beneath a root first when they
+** come from an image. What was copied before a failure stays. */
+static int l_copy(lua_State *L) {
+  const char *src = luaL_checkstring(L, 1);
+  const char *dst = luaL_checkstring(L, 2);
+  copyctx c;
+  memset(&c, 0, sizeof c);
+  if (!lua_isnoneornil(L, 3)) {
+    static const char *const known[] = {"owner", "mode", NULL};
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lx_checkkeys(L, 3, "fs.copy", known);
+    if (lua_getfield(L, 3, "owner") != LUA_TNIL) {
+      luaL_argcheck(L, lua_istable(L, -1), 3, "owner must be {uid, gid}");
+      lua_geti(L, -1, 1);
+      lua_geti(L, -2, 2);
+      if (!lua_isinteger(L, -2) || !lua_isinteger(L, -1))
+        return luaL_argerror(L, 3, "owner must be {uid, gid}");
+      c.o.owner = true;
+      c.o.uid = (uid_t)lua_tointeger(L, -2);
+      c.o.gid = (gid_t)lua_tointeger(L, -1);
+      lua_pop(L, 2);
+    }
+    if (lua_getfield(L, 3, "mode") != LUA_TNIL) {
+      if (!lua_isinteger(L, -1))
+        return luaL_argerror(L, 3, "mode must be an integer");
+      c.o.mode = true;
+      c.o.perm = (mode_t)lua_tointeger(L, -1) & 07777;
+    }
+    lua_pop(L, 2);
+  }
+  int r = walk_push(&c.src, src) && walk_push(&c.dst, dst)
+              ? copy_entry(AT_FDCWD, src, AT_FDCWD, dst, &c)
+              : fail_src(&c, "copy", ENOMEM);
+  if (r < 0) {
+    walk *w = c.failed;
+    lx_fail(L, lua_pushfstring(L, "copy %s: %s %s", src, w->op,
+                               w->path ? w->path : src), w->err);
+  }
+  free(c.src.path);
+  free(c.dst.path);
+  return r < 0 ? 3 : ok(L);
+}
+
+/* }====== */
+
+static const luaL_Reg fs_funcs[] = {
+  {"stat", l_stat},
+  {"lstat", l_lstat},
+  {"readdir", l_readdir},
+  {"mkdir", l_mkdir},
+  {"mkdirs", l_mkdirs},
+  {"rename", l_rename},
+  {"unlink", l_unlink},
+  {"rmdir", l_rmdir},
+  {"symlink", l_symlink},
+  {"readlink", l_readlink},
+  {"chmod", l_chmod},
+  {"lchown", l_lchown},
+  {"realpath", l_realpath},
+  {"write_atomic", l_write_atomic},
+  {"read", l_read},
+  {"statfs", l_statfs},
+  {"lock", l_lock},
+  {"remove_tree", l_remove_tree},
+  {"copy", l_copy},
+  {NULL, NULL},
+};
+
+void lx_open_fs(lua_State *L) {
+  luaL_newmetatable(L, LX_LOCK);
+  luaL_setfuncs(L, lock_meta, 0);
+  luaL_newlib(L, lock_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  luaL_newlib(L, fs_funcs);
+}
