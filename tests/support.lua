@@ -102,6 +102,44 @@ function M.run_sh(options, script, stdin)
   return M.run(options, "sh -c " .. shell_quote(script), stdin)
 end
 
+-- A fresh LUACTR_ROOT for tests of the store, and its teardown: unmounts
+-- the store (the loop device frees itself) and fails the test if anything
+-- stays mounted beneath the root or a loop device still holds its image.
+-- Use as: local root = support.store_root(); finally(root.teardown)
+function M.store_root(driver)
+  local dir = M.tmpdir()
+  local root = { path = dir, driver = driver }
+  function root.env()
+    return ("LUACTR_ROOT=%s%s"):format(shell_quote(dir),
+      driver and (" LUACTR_DRIVER=" .. driver) or "")
+  end
+  -- runs `luactr ARGS` (shell words) against this root
+  function root.luactr(args, stdin)
+    return M.sh(("%s %s %s"):format(root.env(), M.LUACTR, args), stdin)
+  end
+  function root.teardown()
+    local points = {}
+    for _, line in ipairs(M.mounts()) do
+      local point = line:match("^%S+ %S+ %S+ %S+ (%S+)")
+      if point and point:sub(1, #dir) == dir then points[#points + 1] = point end
+    end
+    -- deepest first: container roots and build mounts, then the store
+    table.sort(points, function(a, b) return #a > #b end)
+    local leaked = {}
+    for _, point in ipairs(points) do
+      if point ~= dir .. "/store" then leaked[#leaked + 1] = point end
+      os.execute(("umount %s 2>/dev/null || umount -l %s"):format(shell_quote(point), shell_quote(point)))
+    end
+    local p = io.popen("losetup -j " .. shell_quote(dir .. "/store.img") .. " 2>/dev/null")
+    local loops = p:read("a")
+    p:close()
+    os.execute("rm -rf --one-file-system " .. shell_quote(dir))
+    assert(#leaked == 0, "left mounted: " .. table.concat(leaked, " "))
+    assert(loops == "", "loop device left: " .. loops)
+  end
+  return root
+end
+
 -- The host's mount table, as lines.
 function M.mounts()
   local t = {}
