@@ -231,6 +231,79 @@ local function first_line(argv)
   return ok and out:match("[^\n]*") or "?"
 end
 
+-- Runs every contender `rounds` times, round-robin, starting each round
+-- one command further so that no command always follows the same other.
+local function measure(cs, rounds)
+  for _, c in ipairs(cs) do
+    warm_up(c)
+    c.samples = {}
+  end
+  for r = 1, rounds do
+    for k = 0, #cs - 1 do
+      local c = cs[(r + k) % #cs + 1]
+      c.samples[r] = time_one(c, r)
+    end
+  end
+  for _, c in ipairs(cs) do
+    table.sort(c.samples)
+    c.median = quantile(c.samples, 0.5)
+  end
+end
+
+-- Prints p10, median, p90 and the ratio to `base`; returns name -> c.
+local function report(cs, base)
+  local by_name = {}
+  for _, c in ipairs(cs) do by_name[c.name] = c end
+  print(("%-16s %9s %9s %9s %10s"):format("command", "p10 ms", "median", "p90 ms", "vs " .. base))
+  for _, c in ipairs(cs) do
+    print(("%-16s %9.2f %9.2f %9.2f %9.2fx"):format(c.name,
+          quantile(c.samples, 0.1) * 1e3, c.median * 1e3,
+          quantile(c.samples, 0.9) * 1e3, c.median / by_name[base].median))
+  end
+  return by_name
+end
+
+-- The image paths: a cached rebuild, and `run --rm IMAGE` of a 1 MB and
+-- a 1 GB image against crun on its prepared bundle. The store is a fresh
+-- LUACTR_ROOT in tmp; its loop mount lives in this private namespace and
+-- goes with it.
+local function images(tmp, rootfs_cs, rounds)
+  local root = tmp .. "/luactr-root"
+  local recipe = TOP .. "/bench/images.lua"
+  local env = "LUACTR_ROOT=" .. root .. " "
+  local ok, out = capture({ "sh", "-c", env .. TOP .. "/bin/luactr build " .. recipe })
+  if not ok then die("building %s failed:\n%s", recipe, out) end
+  local function luactr(...)
+    local argv = { "env", "LUACTR_ROOT=" .. root, TOP .. "/bin/luactr", ... }
+    return function() return argv end
+  end
+  local crun
+  for _, c in ipairs(rootfs_cs) do
+    if c.name == "crun" then crun = c end
+  end
+  local cs = {
+    { name = "rebuild (6 steps)", argv = luactr("build", recipe, "bench-small") },
+    { name = "run --rm 1MB", argv = luactr("run", "--rm", "bench-small", "/bin/true") },
+    { name = "run --rm 1GB", argv = luactr("run", "--rm", "bench-big", "/bin/true") },
+    crun,
+  }
+  rounds = math.max(1, rounds // 2)
+  measure(cs, rounds)
+  print()
+  print(("luactr bench: image paths, %d rounds round-robin; driver btrfs (loop image)"):format(rounds))
+  print()
+  local by = report(cs, "crun")
+  print()
+  local rebuild = by["rebuild (6 steps)"].median * 1e3
+  print(("target rebuild of an unchanged 6-step recipe < 50 ms: %s (%.1f ms)")
+        :format(rebuild < 50 and "met" or "not met", rebuild))
+  local r = by["run --rm 1MB"].median / by.crun.median
+  print(("target run --rm IMAGE <= 1.0 x crun run: %s (%.2f x)"):format(r <= 1.0 and "met" or "not met", r))
+  local o1 = by["run --rm 1GB"].median / by["run --rm 1MB"].median
+  print(("target 1 GB image start within 1.5 x of 1 MB: %s (%.2f x)"):format(o1 <= 1.5 and "met" or "not met", o1))
+  must({ "umount", root .. "/store" })
+end
+
 local function inside(tmp, host_ns)
   local rounds = tonumber(os.getenv("BENCH_ROUNDS") or "200")
   if not rounds or rounds < 1 or math.type(rounds) ~= "integer" then
@@ -247,31 +320,12 @@ local function inside(tmp, host_ns)
   make_bundle(tmp .. "/bundle", rootfs)
 
   local cs = contenders(tmp, rootfs)
-  for _, c in ipairs(cs) do
-    warm_up(c)
-    c.samples = {}
-  end
-  -- Round-robin, starting each round one command further, so that no
-  -- command always runs just after the same other one.
-  for r = 1, rounds do
-    for k = 0, #cs - 1 do
-      local c = cs[(r + k) % #cs + 1]
-      c.samples[r] = time_one(c, r)
-    end
-  end
+  measure(cs, rounds)
 
   local listed, names = capture({ "ls", "-A", tmp .. "/crun-state" })
   if listed and names:find("%S") then
     die("crun left containers behind: %s", (names:gsub("%s+", " ")))
   end
-
-  local by_name = {}
-  for _, c in ipairs(cs) do
-    table.sort(c.samples)
-    c.median = quantile(c.samples, 0.5)
-    by_name[c.name] = c
-  end
-  local crun = by_name.crun.median
 
   print(("luactr bench: start-to-exit of /bin/true, %d rounds round-robin (+%d warm-up each)")
         :format(rounds, WARMUP))
@@ -281,16 +335,13 @@ local function inside(tmp, host_ns)
   print(("%s, %s; private mount ns, /sys/fs/cgroup/unified unmounted, crun cgroups disabled")
         :format(first_line({ "crun", "--version" }), first_line({ "bwrap", "--version" })))
   print()
-  print(("%-16s %9s %9s %9s %10s"):format("command", "p10 ms", "median", "p90 ms", "vs crun"))
-  for _, c in ipairs(cs) do
-    print(("%-16s %9.2f %9.2f %9.2f %9.2fx"):format(c.name,
-          quantile(c.samples, 0.1) * 1e3, c.median * 1e3,
-          quantile(c.samples, 0.9) * 1e3, c.median / crun))
-  end
+  local by_name = report(cs, "crun")
   print()
-  local ratio = by_name.luactr.median / crun
+  local ratio = by_name.luactr.median / by_name.crun.median
   print(("target %.2f x crun: %s (luactr median = %.2f x crun)")
         :format(TARGET, ratio <= TARGET and "met" or "not met", ratio))
+
+  images(tmp, cs, rounds)
   os.exit(0)
 end
 

@@ -352,12 +352,24 @@ static int l_realpath(lua_State *L) {
 ** Writes `data` to ".<name>.tmp-<pid>-<n>" in the same folder, with
 ** exactly `mode` (no umask), fsyncs it, renames it over `path` and
 ** fsyncs the folder: after a crash `path` is the old file or the new one,
-** never half of either. The temp file is removed when a step fails. */
+** never half of either. The temp file is removed when a step fails.
+** With opts {sync = false} both fsyncs are skipped: still atomic against
+** a killed process (the rename is), no longer durable against a power
+** cut -- for state that a restart recomputes anyway. */
 static int l_write_atomic(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
   mode_t mode = (mode_t)luaL_optinteger(L, 3, 0644);
+  bool sync = true;
+  if (!lua_isnoneornil(L, 4)) {
+    static const char *const known[] = {"sync", NULL};
+    luaL_checktype(L, 4, LUA_TTABLE);
+    lx_checkkeys(L, 4, "fs.write_atomic", known);
+    lua_getfield(L, 4, "sync");
+    sync = lua_isnil(L, -1) || lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
   static unsigned counter;
   char dir[PATH_MAX], name[NAME_MAX + 1], tmp[PATH_MAX];
   const char *base = split_path(path, dir);
@@ -390,7 +402,7 @@ static int l_write_atomic(lua_State *L) {
     step = "chmod";
   else if (write_all(fd, data, len) < 0)
     step = "write";
-  else if (fsync(fd) < 0)
+  else if (sync && fsync(fd) < 0)
     step = "fsync";
   else
     step = NULL;
@@ -409,7 +421,7 @@ static int l_write_atomic(lua_State *L) {
     return fail(L, step, path, err);
   }
   /* the rename itself must reach the disk too */
-  if (fsync(dfd) < 0 && errno != EINVAL) {
+  if (sync && fsync(dfd) < 0 && errno != EINVAL) {
     err = errno;
     close(dfd);
     return fail(L, "fsync", dir, err);

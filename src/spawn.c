@@ -69,7 +69,7 @@ typedef struct spec {
   /* from opts, not the OCI spec */
   const char *init;              /* the init program, or NULL */
   int initfd;
-  bool stdin_null, forward;
+  bool stdin_null, forward, pdeath;
   /* set up by spawn */
   int errfd, sockfd;
   sigset_t childmask;            /* the mask the command starts with */
@@ -343,11 +343,12 @@ static void parse_spec(lua_State *L, spec *s) {
     luaL_error(L, "spawn: hostname needs its own uts namespace");
   if (!lua_isnoneornil(L, 2)) {
     static const char *const ok[] = {"init", "stdin", "forward_signals",
-                                      NULL};
+                                      "die_with_parent", NULL};
     luaL_checktype(L, 2, LUA_TTABLE);
     lx_checkkeys(L, 2, "spawn: opts", ok);
     s->init = optstr(L, 2, "init", "opts");
     s->forward = optbool(L, 2, "forward_signals", "opts");
+    s->pdeath = optbool(L, 2, "die_with_parent", "opts");
     const char *in = optstr(L, 2, "stdin", "opts");
     if (in && strcmp(in, "null") == 0)
       s->stdin_null = true;
@@ -584,6 +585,10 @@ finish(const spec *s, int slave, bool leader) {
 }
 
 static void __attribute__((noreturn)) child_main(spec *s) {
+  /* A build step must not outlive its builder: killed with it, the pid
+  ** namespace goes and takes every process of the step along. */
+  if (s->pdeath && prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+    die(s, "prctl", "pdeathsig");
   /* Ignored signals survive exec: give the command default ones. */
   for (int sig = 1; sig < _NSIG; sig++)
     if (sig != SIGKILL && sig != SIGSTOP)
@@ -708,7 +713,8 @@ static pid_t clone_child(int flags, int *pidfd) {
 
 /* core.spawn(spec, [opts]) -> process | nil, err, errno, step
 ** opts: init (path of luactr-init, to run as PID 1), stdin ("inherit" | "null"),
-** forward_signals (block them from now until process:wait forwards). */
+** forward_signals (block them from now until process:wait forwards),
+** die_with_parent (SIGKILL the container when the caller dies). */
 static int l_spawn(lua_State *L) {
   spec s;
   parse_spec(L, &s);

@@ -130,9 +130,15 @@ function M.store_root(driver)
       if point ~= dir .. "/store" then leaked[#leaked + 1] = point end
       os.execute(("umount %s 2>/dev/null || umount -l %s"):format(shell_quote(point), shell_quote(point)))
     end
-    local p = io.popen("losetup -j " .. shell_quote(dir .. "/store.img") .. " 2>/dev/null")
-    local loops = p:read("a")
-    p:close()
+    -- the loop device lets go of the image just after the unmount returns
+    local loops
+    for _ = 1, 100 do
+      local p = io.popen("losetup -j " .. shell_quote(dir .. "/store.img") .. " 2>/dev/null")
+      loops = p:read("a")
+      p:close()
+      if loops == "" then break end
+      os.execute("sleep 0.05")
+    end
     os.execute("rm -rf --one-file-system " .. shell_quote(dir))
     assert(#leaked == 0, "left mounted: " .. table.concat(leaked, " "))
     assert(loops == "", "loop device left: " .. loops)

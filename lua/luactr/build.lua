@@ -110,19 +110,19 @@ end
 local function mkdirs_in_root(root, path)
   local host = resolve(root, path)
   if not fs.stat(host) then
-    -- make each missing level, resolving again: a level may be a link
-    local sofar = ""
-    for p in path:gmatch("[^/]+") do
+    -- make each missing level of the resolved path (it has no link left:
+    -- a link's target may name folders that do not exist yet, as
+    -- /srv -> /data/srv in an image without /data)
+    local sofar = root
+    for p in host:sub(#root + 2):gmatch("[^/]+") do
       sofar = sofar .. "/" .. p
-      local h = resolve(root, sofar)
-      local st = fs.stat(h)
+      local st = fs.lstat(sofar)
       if not st then
-        must("mkdir " .. sofar, fs.mkdir(h, 493))
+        must("mkdir " .. path, fs.mkdir(sofar, 493))
       elseif st.type ~= "dir" then
-        fail("copy: %s is not a folder in the image", sofar)
+        fail("copy: %s is not a folder in the image", path)
       end
     end
-    host = resolve(root, path)
   end
   return host
 end
@@ -158,7 +158,8 @@ local function copy_tree(src, dst, o)
     local names = must("readdir " .. src, fs.readdir(src))
     table.sort(names)
     for _, name in ipairs(names) do copy_tree(src .. "/" .. name, dst .. "/" .. name, o) end
-    must("chmod " .. dst, fs.chmod(dst, o.mode and (o.mode | 64 | 8 | 1) or st.mode))
+    -- mode's bits, plus x wherever r is set (chmod's X), so it stays readable
+    must("chmod " .. dst, fs.chmod(dst, o.mode and (o.mode | ((o.mode & 292) >> 2)) or st.mode))
   else
     copy_file(src, dst, st)
     if o.mode and st.type == "file" then must("chmod " .. dst, fs.chmod(dst, o.mode)) end
@@ -196,25 +197,27 @@ local function run_copy(step, root, config)
   local into_dir = dest:sub(-1) == "/" or #step.sources > 1
   for _, src in ipairs(step.sources) do
     local st = must("stat " .. src.path, fs.stat(src.path))
-    if st.type == "dir" then
-      -- a folder's contents go into dest, as Docker's COPY does
+    if st.type == "dir" and src.contents then
+      -- "files/": the folder's contents go into dest, as Docker's COPY does
       local target = mkdirs_in_root(root, dest)
-      if src.contents == false then
-        local base = src.path:match("([^/]+)/*$")
-        target = mkdirs_in_root(root, dest .. "/" .. base)
-      end
       local names = must("readdir " .. src.path, fs.readdir(src.path))
       table.sort(names)
       for _, name in ipairs(names) do
         copy_tree(src.path .. "/" .. name, target .. "/" .. name, step)
       end
     else
+      -- a file, or "files" (the folder itself, with its mode and owner):
+      -- into dest when dest is a folder ("/srv/"), else to dest itself
       local target
       if into_dir then
-        target = mkdirs_in_root(root, dest) .. "/" .. src.path:match("([^/]+)$")
+        target = mkdirs_in_root(root, dest) .. "/" .. src.path:match("([^/]+)/*$")
       else
         local parent, name = dest:match("^(.*)/([^/]+)$")
         target = mkdirs_in_root(root, parent) .. "/" .. name
+        local old = fs.lstat(target)
+        if st.type ~= "dir" and old and old.type == "dir" then
+          fail("%s is a folder in the image (%s/ copies into it)", dest, dest)
+        end
       end
       copy_tree(src.path, target, step)
     end
@@ -245,7 +248,7 @@ local function run_step(step, root, config)
       source = "/etc/resolv.conf", options = { "bind", "ro" } }
     s.mounts = mounts
   end
-  local proc, err, errno, where = core.spawn(s, { stdin = "null", forward_signals = true })
+  local proc, err, errno, where = core.spawn(s, { stdin = "null", forward_signals = true, die_with_parent = true })
   if not proc then
     local status = where == "exec" and ((errno == core.sys.errno.ENOENT) and 127 or 126) or 125
     return nil, err, status
@@ -385,7 +388,11 @@ local function build_image(image, built, store, plan, o)
         end)
         if not ok or not res then
           work:abort()
-          if not ok then error(res, 0) end
+          if not ok then
+            -- a copy that fails names the step too; a bug stays as it is
+            if not errors.is(res) then error(res, 0) end
+            msg, status = res.message, res.status
+          end
           errors.raise(status or errors.FAILED, "%s:%d: %s: %s", plan.file, step.line, text, msg)
         end
         work:commit()
@@ -438,6 +445,9 @@ function M.build(plan, o)
   o = o or {}
   o.out = o.out or io.stderr
   local store = o.store or require("luactr.store").open()
+  -- no layer is pruned (rmi) while this build looks up and makes layers
+  -- that no image uses yet
+  local hold <close> = store:hold_layers()
   -- every base must exist before anything is built
   for _, image in ipairs(plan.images) do
     if image.from.kind == "store" and not store:image(image.from.name) then

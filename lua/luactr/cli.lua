@@ -264,9 +264,27 @@ function verbs.rmi(args)
   if #rest == 0 then fail("rmi: give an image") end
   local s = store()
   local lock <close> = s:lock()
+  local list, going = {}, {}
   for _, ref in ipairs(rest) do
     local img = s:image(ref)
     if not img then fail("rmi: no such image: %s", ref) end
+    list[#list + 1], going[img.ref] = img, true
+  end
+  -- as Docker: an image stays while a container made from it does, unless
+  -- another name keeps it (an overlay container is mounted on its layers)
+  local kept = {}
+  for _, img in ipairs(s:images()) do
+    if not going[img.ref] then kept[img.id] = true end
+  end
+  for _, st in ipairs(require("luactr.container").list(s)) do
+    for _, img in ipairs(list) do
+      if st.image_id == img.id and not kept[img.id] then
+        fail("rmi: image %s is used by container %s: remove the container first",
+          img.ref, st.id:sub(1, 12))
+      end
+    end
+  end
+  for _, img in ipairs(list) do
     s:remove_image(img.ref)
     out("Untagged: %s\n", img.ref)
   end

@@ -30,6 +30,8 @@ function M.start_time(pid)
   local after = s:match("%) (.*)$")
   local fields = {}
   for w in (after or ""):gmatch("%S+") do fields[#fields + 1] = w end
+  -- a zombie has ended: only its parent has not reaped it yet
+  if fields[1] == "Z" or fields[1] == "X" then return nil end
   return tonumber(fields[20])
 end
 
@@ -44,6 +46,7 @@ function M.state(store, id)
   if st.status == "running" and not alive(st) then
     st.status = "exited"
     st.stale = true
+    store:unmount_container(id)  -- an overlay root outlives a killed runner
   end
   return st
 end
@@ -59,10 +62,15 @@ function M.list(store)
   return list
 end
 
--- Removes --rm containers whose runner died before it could.
+-- Removes --rm containers whose runner died before it could; one still
+-- being started (its runner alive) is left alone.
 function M.reap(store)
   for _, st in ipairs(M.list(store)) do
-    if st.autoremove and st.status ~= "running" then store:remove_container(st.id) end
+    local runner_alive = st.runner and st.runner_start
+      and M.start_time(st.runner) == st.runner_start
+    if st.autoremove and st.status ~= "running" and not runner_alive then
+      store:remove_container(st.id)
+    end
   end
 end
 
@@ -84,6 +92,8 @@ end
 -- create(store, o) -> id, rootfs
 -- o: id, name, image (config with .ref, .id, .luactr.top), autoremove.
 function M.create(store, o)
+  -- under the store's lock, so that two runs cannot take the same name
+  local lock <close> = store:lock()
   if o.name then
     if not o.name:match("^[%w][%w_.%-]*$") then fail("invalid container name '%s'", o.name) end
     for _, id in ipairs(store:containers()) do
@@ -93,13 +103,13 @@ function M.create(store, o)
       end
     end
   end
-  local rootfs = store:new_container(o.id, o.image.luactr and o.image.luactr.top)
-  store:write_state(o.id, {
+  -- the container appears with its state (and name) at once
+  return store:new_container(o.id, o.image.luactr and o.image.luactr.top, {
     id = o.id, name = o.name, image = o.image.ref, image_id = o.image.id,
     created = now_iso(), status = "created", autoremove = o.autoremove or nil,
     command = o.command,
+    runner = core.sys.getpid(), runner_start = M.start_time(core.sys.getpid()),
   })
-  return rootfs
 end
 
 -- started(store, id, proc): records the running process.

@@ -2,21 +2,28 @@
 --
 --   ROOT/                  LUACTR_ROOT, /var/lib/luactr by default
 --     store.img            a sparse btrfs image, when ROOT is not on btrfs
---     .lock                taken while the store is set up
+--     .lock                taken while the store is set up (made, mounted)
 --     store/               btrfs (the image mounted), or a plain folder
+--       driver             "btrfs" or "overlay", written last when the
+--                          store is set up: there means ready (mounted)
 --       layers/<key>/      one read-only layer per cache key
 --       images/<ref>.json  an image: OCI image config + its layer chain
 --       containers/<id>/   rootfs/ (a writable snapshot), config.json,
---                          state.json
---       tmp/<what>.<pid>   work in progress; a dead pid's is removed
+--                          state.json; overlay: diff/, work/ and layer
+--                          (the image's top layer, for its mount)
+--       tmp/<what>.<pid>.<n>       work in progress, and beside it
+--       tmp/<what>.<pid>.<n>.lock  flocked by its owner while it lives
 --       .lock              taken for every change of images/ and layers/
+--       .layers.lock       shared while layers are built on, taken
+--                          alone to prune them
 --
 -- Two drivers share this layout. btrfs: a layer is a read-only subvolume,
 -- a build step runs in a writable snapshot of its parent, made read-only
 -- and renamed into layers/ when it succeeds; a container's rootfs is a
 -- writable snapshot of its image's top layer (O(1) in the image's size).
 -- overlay: a layer is the diff folder of one step; a step or a container
--- runs on an overlay mount of the chain.
+-- runs on an overlay mount of the chain. A store keeps the driver it was
+-- made with: the two kinds of layers cannot be read by the other driver.
 --
 -- Every change is made in tmp/ and published by one rename, so a crash
 -- leaves the old state or the new one; tmp/ leftovers are cleaned by the
@@ -26,10 +33,13 @@ local errors = require "luactr.errors"
 local json = require "luactr.json"
 
 local fs, btrfs, mount = core.fs, core.btrfs, core.mount
+local E = core.sys.errno
 
 local M = {}
 
 local Store = {}
+
+local NOSYNC = { sync = false }
 Store.__index = Store
 
 local function fail(fmt, ...)
@@ -44,6 +54,10 @@ end
 
 local function exists(path)
   return fs.lstat(path) ~= nil
+end
+
+local function warn(fmt, ...)
+  io.stderr:write("luactr: ", fmt:format(...), "\n")
 end
 
 local function sh_quote(s)
@@ -61,115 +75,334 @@ local function command(argv, what)
   return out
 end
 
-local function parse_size(s)
-  local n, unit = tostring(s):lower():match("^(%d+)([kmgt]?)b?$")
-  if not n then fail("LUACTR_STORE_SIZE: expected a size like 20g, got '%s'", s) end
-  local mult = { [""] = 1, k = 1024, m = 1024 ^ 2, g = 1024 ^ 3, t = 1024 ^ 4 }
-  return math.tointeger(tonumber(n) * mult[unit])
+-- The full path of a host program: PATH, then the sbin folders that a
+-- non-login root shell may lack (mkfs.btrfs lives in /usr/sbin).
+local function program(name)
+  local path = (os.getenv("PATH") or "") .. ":/usr/local/sbin:/usr/sbin:/sbin:/usr/bin:/bin"
+  for d in path:gmatch("[^:]+") do
+    local st = fs.stat(d .. "/" .. name)
+    if st and st.type == "file" and st.mode & 73 ~= 0 then return d .. "/" .. name end
+  end
 end
 
-local function pid_alive(pid)
-  return pid and exists("/proc/" .. pid)
+local function parse_size(s)
+  local n, unit = tostring(s):lower():match("^(%d+)([kmgt]?)b?$")
+  if not n or tonumber(n) == 0 then
+    fail("LUACTR_STORE_SIZE: expected a size like 20g, got '%s'", s)
+  end
+  local mult = { [""] = 1, k = 1 << 10, m = 1 << 20, g = 1 << 30, t = 1 << 40 }
+  local size = tonumber(n) * mult[unit]
+  if math.type(size) ~= "integer" or size < 0 then fail("LUACTR_STORE_SIZE: '%s' is too big", s) end
+  return size
+end
+
+-- Writes a file into work not yet published: the folder's rename makes
+-- it appear whole, so a plain write will do (no temp file, no fsync).
+local function write_new(path, text)
+  local f, err = io.open(path, "wb")
+  if not f then fail("write %s", err) end
+  local ok, werr = f:write(text)
+  f:close()
+  if not ok then fail("write %s: %s", path, werr) end
+end
+
+local function now_iso()
+  return os.date("!%Y-%m-%dT%H:%M:%SZ")
 end
 
 -- {====== opening ======
 
+-- Can this host keep a btrfs store in an image file? The kernel must have
+-- btrfs (built in, loaded, or a module to load at the first mount), and
+-- there must be mkfs.btrfs and loop devices.
 local function btrfs_usable()
-  local f = io.open("/proc/filesystems")
-  local text = f and f:read("a") or ""
-  if f then f:close() end
-  return text:find("%sbtrfs\n") ~= nil
+  local kernel = (fs.read("/proc/filesystems") or ""):find("%sbtrfs\n") ~= nil
+  if not kernel then
+    local release = (fs.read("/proc/sys/kernel/osrelease") or ""):match("%S+")
+    kernel = release ~= nil and exists("/lib/modules/" .. release .. "/kernel/fs/btrfs")
+  end
+  return kernel and exists("/dev/loop-control") and program("mkfs.btrfs") ~= nil
 end
 
--- Makes ROOT/store a btrfs filesystem: the image file, made once (sparse)
--- and loop-mounted on first use after each boot.
-local function mount_image(root, dir)
-  local img = root .. "/store.img"
-  if not exists(img) then
-    local size = parse_size(os.getenv("LUACTR_STORE_SIZE") or "20g")
-    local tmp = root .. "/.store.img.tmp"
-    local f = assert(io.open(tmp, "wb"))
-    f:seek("set", size - 1)
-    f:write("\0")
-    f:close()
-    command({ "mkfs.btrfs", "-q", "-f", tmp }, "mkfs.btrfs")
-    must("rename " .. img, fs.rename(tmp, img))
-    io.stderr:write(("luactr: %s is not on btrfs: the store is a %s btrfs image, %s (LUACTR_STORE_SIZE sets its size)\n")
-      :format(root, os.getenv("LUACTR_STORE_SIZE") or "20g", img))
+-- The driver a ready store was made with | nil.
+local function read_driver(dir)
+  local text = fs.read(dir .. "/driver")
+  return text and text:match("^(%l+)")
+end
+
+-- A store made before the driver was written down says it by its layers.
+local function driver_of_layers(dir)
+  for _, key in ipairs(fs.readdir(dir .. "/layers") or {}) do
+    if key:match("^%x+$") then
+      return btrfs.is_subvolume(dir .. "/layers/" .. key) and "btrfs" or "overlay"
+    end
   end
+end
+
+local function check_driver(wanted, driver, root)
+  if wanted and wanted ~= driver then
+    fail("LUACTR_DRIVER is %s but the store in %s was made with the %s driver "
+      .. "(its layers are only readable by it): unset it, or use another LUACTR_ROOT",
+      wanted, root, driver)
+  end
+end
+
+-- Is something mounted at `dir`, beneath `root`?
+local function mounted(root, dir)
+  local a, b = fs.stat(root), fs.stat(dir)
+  return a ~= nil and b ~= nil and a.dev ~= b.dev
+end
+
+-- Makes ROOT/store.img: a sparse file of LUACTR_STORE_SIZE, formatted
+-- btrfs under a temporary name and renamed, so a crash never leaves an
+-- image that is not a filesystem. Returns the size as it was given.
+local function make_image(root, img)
+  local size_text = os.getenv("LUACTR_STORE_SIZE") or "20g"
+  local size = parse_size(size_text)
+  local mkfs = program("mkfs.btrfs")
+  if not mkfs then
+    fail("%s is not on btrfs and mkfs.btrfs is missing: install btrfs-progs, or set LUACTR_DRIVER=overlay", root)
+  end
+  local tmp = root .. "/.store.img.tmp"
+  local f, err = io.open(tmp, "wb")
+  if not f then fail("create %s: %s", tmp, err) end
+  local ok
+  ok, err = f:seek("set", size - 1)
+  if ok then ok, err = f:write("\0") end
+  f:close()
+  if ok then ok, err = pcall(command, { mkfs, "-q", "-f", tmp }, "mkfs.btrfs " .. tmp) end
+  if not ok then
+    fs.unlink(tmp)
+    if errors.is(err) then error(err, 0) end
+    fail("create %s: %s", tmp, err)
+  end
+  must("rename " .. img, fs.rename(tmp, img))
+  return size_text
+end
+
+-- Loop-mounts the image at ROOT/store: once per boot. The loop device is
+-- made with autoclear by mount(8): it goes when the store is unmounted.
+local function mount_image(root, img, dir)
   must("mkdir " .. dir, fs.mkdirs(dir, 448))
-  command({ "mount", "-o", "loop,noatime", img, dir }, "mount " .. img)
+  command({ program("mount") or "mount", "-o", "loop,noatime", img, dir }, "mount " .. img)
+  local st = fs.statfs(dir)
+  if not st or st.type ~= "btrfs" then fail("mount %s: %s is not btrfs", img, dir) end
+end
+
+-- Sets the store up, under ROOT/.lock: mounts (making first, if need be)
+-- the image, makes the folders, and writes the driver last. Anything a
+-- crash interrupts is done again by the next command.
+local function set_up(root, dir, wanted)
+  local driver = read_driver(dir)
+  if driver then return driver end  -- set up meanwhile by another command
+  local img = root .. "/store.img"
+  if exists(img) then
+    check_driver(wanted, "btrfs", root)
+    if not mounted(root, dir) then mount_image(root, img, dir) end
+    driver = "btrfs"
+  else
+    driver = driver_of_layers(dir)
+  end
+  if not driver then
+    local root_type = must("statfs " .. root, fs.statfs(root)).type
+    driver = wanted or ((root_type == "btrfs" or btrfs_usable()) and "btrfs" or "overlay")
+    if driver == "btrfs" and root_type ~= "btrfs" then
+      local size = make_image(root, img)
+      mount_image(root, img, dir)
+      -- said once: it is the one thing luactr does to a host on its own
+      io.stderr:write(("luactr: %s is not on btrfs: the store is a btrfs image, %s "
+        .. "(sparse, %s; LUACTR_STORE_SIZE sets the size of a new one), mounted at %s\n")
+        :format(root, img, size, dir))
+    end
+  end
+  check_driver(wanted, driver, root)
+  for _, sub in ipairs({ "", "/layers", "/images", "/containers", "/volumes", "/tmp" }) do
+    must("mkdir " .. dir .. sub, fs.mkdirs(dir .. sub, 448))
+  end
+  must("write " .. dir .. "/driver", fs.write_atomic(dir .. "/driver", driver .. "\n"))
+  return driver
 end
 
 -- open([{ root=, driver= }]) -> store
--- Finds or makes the store; the driver is LUACTR_DRIVER ("btrfs" or
--- "overlay"), else btrfs when the kernel has it, else overlay.
+-- Finds or makes the store. A new store's driver is LUACTR_DRIVER
+-- ("btrfs" or "overlay"), else btrfs when the host has it, else overlay;
+-- a store keeps the driver it was made with, and asking for the other
+-- one is an error (rather than a store that cannot read its layers).
 function M.open(o)
   o = o or {}
   local root = o.root or os.getenv("LUACTR_ROOT") or "/var/lib/luactr"
-  local driver = o.driver or os.getenv("LUACTR_DRIVER")
-  if driver and driver ~= "btrfs" and driver ~= "overlay" then
-    fail("LUACTR_DRIVER: expected btrfs or overlay, got '%s'", driver)
+  local wanted = o.driver or os.getenv("LUACTR_DRIVER")
+  if wanted == "" then wanted = nil end
+  if wanted and wanted ~= "btrfs" and wanted ~= "overlay" then
+    fail("LUACTR_DRIVER: expected btrfs or overlay, got '%s'", wanted)
   end
   must("mkdir " .. root, fs.mkdirs(root, 448))
   root = must("realpath " .. root, fs.realpath(root))
   local dir = root .. "/store"
-  local s = setmetatable({ root = root, dir = dir }, Store)
-  local rootfs_type = must("statfs " .. root, fs.statfs(root)).type
+  -- the common case costs one read: the driver file is in place only
+  -- once the store is set up (and, for an image, mounted)
+  local driver = read_driver(dir)
   if not driver then
-    driver = (rootfs_type == "btrfs" or btrfs_usable()) and "btrfs" or "overlay"
+    local lock <close> = must("lock " .. root, fs.lock(root .. "/.lock"))
+    driver = set_up(root, dir, wanted)
   end
-  s.driver = driver
-  if driver == "btrfs" and rootfs_type ~= "btrfs" then
-    local st = fs.statfs(dir)
-    if not st or st.type ~= "btrfs" then
-      local lock <close> = must("lock " .. root, fs.lock(root .. "/.lock"))
-      st = fs.statfs(dir)
-      if not st or st.type ~= "btrfs" then mount_image(root, dir) end
-    end
-  end
-  for _, sub in ipairs({ "", "/layers", "/images", "/containers", "/volumes", "/tmp" }) do
-    if not exists(dir .. sub) then must("mkdir " .. dir .. sub, fs.mkdirs(dir .. sub, 448)) end
-  end
+  check_driver(wanted, driver, root)
+  local s = setmetatable({ root = root, dir = dir, driver = driver }, Store)
   s:clean()
   return s
 end
 
 -- }======
 
--- {====== locks and leftovers ======
+-- {====== locks ======
 
--- Takes the store's lock for a change of images/ or layers/.
+-- The store locks this process holds, by store folder, and how many
+-- times: a flock belongs to an open file, so taking it again through
+-- another file would wait for ourselves forever.
+local held = {}
+
+-- lock() -> handle: the store's lock for a change of images/ or layers/
+-- (released with <close> or :unlock()). Taking it again while held in
+-- this process is fine: it counts.
 function Store:lock()
-  return must("lock " .. self.dir, fs.lock(self.dir .. "/.lock"))
+  local dir = self.dir
+  local h = held[dir]
+  if not h then
+    h = { lock = must("lock " .. dir, fs.lock(dir .. "/.lock")), n = 0 }
+    held[dir] = h
+  end
+  h.n = h.n + 1
+  local open = true
+  local function unlock()
+    if open then
+      open = false
+      h.n = h.n - 1
+      if h.n == 0 then
+        h.lock:unlock()
+        held[dir] = nil
+      end
+    end
+    return true
+  end
+  return setmetatable({ unlock = unlock }, { __close = unlock, __gc = unlock })
 end
 
--- A fresh work path in tmp/, named for its owner so that a crash can be
--- told apart from work in progress.
-function Store:tmp(what)
-  return ("%s/tmp/%s.%d"):format(self.dir, what, core.sys.getpid())
+-- hold_layers() -> lock: a shared hold on the layers while something is
+-- built on them (a build: from its first cache lookup until its images
+-- are registered). No layer is pruned while any hold lives; a prune then
+-- leaves its work to the next one. Released with <close> or :unlock().
+function Store:hold_layers()
+  local path = self.dir .. "/.layers.lock"
+  return must("lock " .. path, fs.lock(path, { shared = true }))
 end
 
--- Removes what a dead process left in tmp/: snapshots, overlay mounts,
--- half-written folders. Cheap when there is nothing (one readdir).
+-- }======
+
+-- {====== work in tmp/ and its leftovers ======
+--
+-- Each piece of work in tmp/ has a lock file beside it, flocked by its
+-- owner from before the work exists until after it is gone. A flock dies
+-- with its process however it dies, so "can I take its lock?" tells a
+-- leftover from live work exactly: no pid that may be reused, no pid of
+-- another namespace, nothing that survives a reboot. Names are never
+-- reused (pid, a random token, a counter), so a lock file removed by a
+-- cleaner is never mistaken for a new one of the same name.
+
+local token, serial = nil, 0
+
+local function fresh_name(what)
+  if not token then
+    local f = assert(io.open("/dev/urandom", "rb"))
+    token = f:read(4):gsub(".", function(c) return ("%02x"):format(c:byte()) end)
+    f:close()
+  end
+  serial = serial + 1
+  return ("%s.%d.%s%d"):format(what, core.sys.getpid(), token, serial)
+end
+
+-- A lock file without its work is left alone this long: its owner may be
+-- between making the file and locking it.
+local LONE_LOCK_AGE = 60
+
+-- new_work(store, what) -> path, lock: a fresh path in tmp/ (not made
+-- yet) and the lock that marks it live. End it with release(path, lock).
+local function new_work(self, what)
+  local path = self.dir .. "/tmp/" .. fresh_name(what)
+  return path, must("lock " .. path, fs.lock(path .. ".lock"))
+end
+
+-- The lock file goes first, while still held, then the lock.
+local function release(path, lock)
+  fs.unlink(path .. ".lock")
+  lock:unlock()
+end
+
+-- Runs fn(path) on fresh work `what`; whatever fn leaves at `path` is
+-- discarded when it fails. Returns what fn returns.
+local function with_work(self, what, fn)
+  local path, lock = new_work(self, what)
+  local ok, a, b = pcall(fn, path)
+  if not ok then pcall(self.discard, self, path) end
+  release(path, lock)
+  if not ok then error(a, 0) end
+  return a, b
+end
+
+-- Removes what a killed fs.write_atomic left in `folder`: its temp files
+-- ".<name>.tmp-<pid>-<n>" whose pid is gone. A reused pid only delays
+-- that; the file it was to replace was never touched.
+local function clean_partial_writes(folder)
+  for _, name in ipairs(fs.readdir(folder) or {}) do
+    local pid = name:match("^%..*%.tmp%-(%d+)%-%d+$")
+    if pid and not exists("/proc/" .. pid) then fs.unlink(folder .. "/" .. name) end
+  end
+end
+
+-- Removes what dead processes left in tmp/ (snapshots, overlay mounts,
+-- half-written folders) and half-written state files. Cheap when there
+-- is nothing: a few readdirs. A leftover that cannot be removed now (a
+-- container still running in it) is said and left for the next time.
 function Store:clean()
-  local names = fs.readdir(self.dir .. "/tmp") or {}
-  for _, name in ipairs(names) do
-    local pid = tonumber(name:match("%.(%d+)$"))
-    if not pid_alive(pid) then self:discard(self.dir .. "/tmp/" .. name) end
+  local tmp = self.dir .. "/tmp"
+  for _, name in ipairs(fs.readdir(tmp) or {}) do
+    local path = tmp .. "/" .. name
+    local work = name:match("^(.*)%.lock$")
+    if not work then
+      local lock = fs.lock(path .. ".lock", { wait = false })
+      if lock then  -- its owner is gone
+        local ok, err = pcall(self.discard, self, path)
+        if not ok then warn("left over from a killed command, not removed yet: %s", tostring(err)) end
+        release(path, lock)
+      end
+    elseif not exists(tmp .. "/" .. work) then
+      local st = fs.lstat(path)
+      if st and os.time() - st.mtime > LONE_LOCK_AGE then
+        local lock = fs.lock(path, { wait = false })
+        if lock then release(tmp .. "/" .. work, lock) end
+      end
+    end
   end
+  clean_partial_writes(self.dir)
+  clean_partial_writes(self.dir .. "/images")
 end
 
--- Removes a work folder or snapshot, unmounting what is mounted in it.
+-- Removes a piece of work, a pruned layer or a removed container:
+-- unmounts the overlay mounts it holds, then deletes it. Only the mount
+-- points this file makes are unmounted, and links are not followed:
+-- inside a btrfs layer the names are the image's ("rootfs" there may be
+-- a link to "/"). A missing path is fine.
 function Store:discard(path)
-  for _, sub in ipairs({ "/merged", "/rootfs", "" }) do
-    mount.umount(path .. sub, { "detach" })
-  end
   if btrfs.is_subvolume(path) then
     must("delete " .. path, btrfs.delete(path, { recursive = true }))
-  else
-    must("remove " .. path, fs.remove_tree(path))
+    return
   end
+  for _, sub in ipairs({ "/merged", "/rootfs" }) do
+    -- mounts may be stacked: unmount until nothing is left
+    for _ = 1, 8 do
+      if not mount.umount(path .. sub, { "detach", "nofollow" }) then break end
+    end
+  end
+  must("remove " .. path, fs.remove_tree(path))
 end
 
 -- }======
@@ -202,78 +435,145 @@ local function overlay_mount(lower, upper, work, target)
   must("mount overlay " .. target, mount.mount("overlay", target, "overlay", { data }))
 end
 
--- begin_layer(parent_key, key) -> work { path = the root to change }
--- Then work:commit() publishes it as layer `key`, work:abort() drops it.
-function Store:begin_layer(parent, key)
-  local tmp = self:tmp("layer-" .. key)
-  local work = { store = self, tmp = tmp, key = key, parent = parent }
-  if self.driver == "btrfs" then
-    if parent then
-      must("snapshot " .. parent, btrfs.snapshot(self:layer_path(parent), tmp))
-    else
-      must("create " .. tmp, btrfs.create(tmp))
-      must("chmod " .. tmp, fs.chmod(tmp, 493))
-    end
-    work.path = tmp
-  else
-    must("mkdir " .. tmp, fs.mkdirs(tmp .. "/diff", 493))
-    must("mkdir " .. tmp, fs.mkdirs(tmp .. "/work", 448))
-    local lower = parent and self:chain(parent) or { self:empty_dir() }
-    overlay_mount(lower, tmp .. "/diff", tmp .. "/work", tmp .. "/merged")
-    work.path = tmp .. "/merged"
-  end
-  return setmetatable(work, { __index = {
-    commit = function(w) return w.store:commit_layer(w) end,
-    abort = function(w) w.store:discard(w.tmp) end,
-  } })
-end
-
 function Store:empty_dir()
   local dir = self.dir .. "/layers/.empty"
   if not exists(dir) then must("mkdir " .. dir, fs.mkdirs(dir, 493)) end
   return dir
 end
 
-function Store:commit_layer(w)
-  if self.driver == "overlay" then
-    must("umount " .. w.path, mount.umount(w.path))
-    must("remove " .. w.tmp, fs.remove_tree(w.tmp .. "/merged"))
-    must("remove " .. w.tmp, fs.remove_tree(w.tmp .. "/work"))
-    if w.parent then
-      must("write parent", fs.write_atomic(w.tmp .. "/parent", w.parent .. "\n"))
-    end
+local Work = {}
+Work.__index = Work
+
+-- begin_layer(parent_key, key) -> work { path = the root to change }
+-- Then work:commit() publishes it as layer `key`, work:abort() drops it;
+-- either ends the work. While it lives, no layer is pruned.
+function Store:begin_layer(parent, key)
+  local hold = self:hold_layers()
+  local made, tmp, lock = pcall(new_work, self, "layer-" .. key)
+  if not made then
+    hold:unlock()
+    error(tmp, 0)
   end
-  local ok, err, errno = fs.rename(w.tmp, self:layer_path(w.key), { noreplace = true })
+  local work = setmetatable({ store = self, tmp = tmp, key = key, parent = parent,
+    lock = lock, hold = hold }, Work)
+  local ok, err = pcall(function()
+    if self.driver == "btrfs" then
+      if parent then
+        must("snapshot " .. parent, btrfs.snapshot(self:layer_path(parent), tmp))
+      else
+        must("create " .. tmp, btrfs.create(tmp))
+        must("chmod " .. tmp, fs.chmod(tmp, 493))
+      end
+      work.path = tmp
+    else
+      must("mkdir " .. tmp, fs.mkdirs(tmp .. "/diff", 493))
+      must("mkdir " .. tmp, fs.mkdirs(tmp .. "/work", 448))
+      local lower = parent and self:chain(parent) or { self:empty_dir() }
+      overlay_mount(lower, tmp .. "/diff", tmp .. "/work", tmp .. "/merged")
+      work.path = tmp .. "/merged"
+    end
+  end)
   if not ok then
-    -- another build made the same layer meanwhile: theirs is as good
-    if errno == core.sys.errno.EEXIST or errno == core.sys.errno.ENOTEMPTY then
-      self:discard(w.tmp)
-      return
-    end
-    fail("publish layer %s: %s", w.key, err)
+    work:abort()
+    error(err, 0)
   end
-  -- read-only once in place (btrfs will not move a read-only subvolume);
-  -- a crash just before leaves a complete layer, only still writable
-  if self.driver == "btrfs" then
-    must("readonly " .. w.key, btrfs.set_readonly(self:layer_path(w.key), true))
+  return work
+end
+
+-- Ends the work: its lock file and lock, then the hold on the layers.
+function Work:finish()
+  if not self.done then
+    self.done = true
+    release(self.tmp, self.lock)
+    self.hold:unlock()
   end
 end
 
--- Removes layers no image uses any more.
+function Work:abort()
+  if self.done then return end
+  local ok, err = pcall(self.store.discard, self.store, self.tmp)
+  self:finish()
+  if not ok then error(err, 0) end
+end
+
+-- Publishes the work as layer `key`: one rename into layers/. When
+-- another build published the same key meanwhile, theirs is as good and
+-- ours is dropped (noreplace: a layer is never replaced under a reader).
+-- A failure drops the work too: the step is simply not cached.
+function Work:commit()
+  if self.done then fail("layer %s: work already ended", self.key) end
+  local store = self.store
+  local ok, err = pcall(function()
+    if store.driver == "overlay" then
+      must("umount " .. self.path, mount.umount(self.path, { "nofollow" }))
+      must("remove " .. self.tmp, fs.remove_tree(self.tmp .. "/merged"))
+      must("remove " .. self.tmp, fs.remove_tree(self.tmp .. "/work"))
+      if self.parent then
+        write_new(self.tmp .. "/parent", self.parent .. "\n")
+      end
+    end
+    local done, why, errno = fs.rename(self.tmp, store:layer_path(self.key), { noreplace = true })
+    if not done then
+      if errno == E.EEXIST or errno == E.ENOTEMPTY then
+        store:discard(self.tmp)
+        return
+      end
+      fail("publish layer %s: %s", self.key, why)
+    end
+    -- read-only once in place (btrfs does not move a read-only subvolume
+    -- to another folder: EROFS); a crash just before leaves a complete
+    -- layer, only still writable
+    if store.driver == "btrfs" then
+      must("readonly " .. self.key, btrfs.set_readonly(store:layer_path(self.key), true))
+    end
+  end)
+  if not ok then pcall(store.discard, store, self.tmp) end
+  self:finish()
+  if not ok then error(err, 0) end
+end
+
+-- The layers a container's root is made of, for the overlay driver: its
+-- image's top layer and that layer's parents (a btrfs snapshot needs
+-- nothing once made).
+local function container_layers(self, used)
+  if self.driver ~= "overlay" then return end
+  for _, id in ipairs(self:containers()) do
+    local top = fs.read(self:container_dir(id) .. "/layer")
+    local key = top and top:match("%x+")
+    while key and not used[key] do
+      used[key] = true
+      local parent = fs.read(self:layer_path(key) .. "/parent")
+      key = parent and parent:match("%x+")
+    end
+  end
+end
+
+-- prune_layers() -> number removed: removes the layers that no image
+-- (and, overlay, no container) uses. Under the store lock, so that an
+-- image is never registered on a layer being pruned (put_image checks
+-- its layers under the same lock); and only when no build holds the
+-- layers (hold_layers): a build's layers belong to no image yet. When
+-- one does, nothing is pruned now: the next prune does it.
 function Store:prune_layers()
+  local lock <close> = self:lock()
+  local alone <close> = fs.lock(self.dir .. "/.layers.lock", { wait = false })
+  if not alone then return 0 end
   local used = {}
   for _, img in ipairs(self:images()) do
     for _, key in ipairs(img.luactr and img.luactr.layers or {}) do used[key] = true end
   end
+  container_layers(self, used)
   local removed = 0
   for _, key in ipairs(fs.readdir(self.dir .. "/layers") or {}) do
     if key:match("^%x+$") and not used[key] then
-      local tmp = self:tmp("prune-" .. key)
-      if self.driver == "btrfs" then btrfs.set_readonly(self:layer_path(key), false) end
-      if fs.rename(self:layer_path(key), tmp) then
+      with_work(self, "prune-" .. key, function(tmp)
+        -- moved out first, so a crash halfway leaves no half layer in
+        -- layers/; writable first, since btrfs does not move a read-only one
+        if self.driver == "btrfs" then btrfs.set_readonly(self:layer_path(key), false) end
+        must("remove layer " .. key, fs.rename(self:layer_path(key), tmp))
         self:discard(tmp)
-        removed = removed + 1
-      end
+      end)
+      removed = removed + 1
     end
   end
   return removed
@@ -325,10 +625,18 @@ function Store:image(ref)
   return img
 end
 
--- put_image(ref, config) -> id. Written atomically.
+-- put_image(ref, config) -> id. Written atomically, under the store lock,
+-- and only when every layer of the image is in the store: a layer pruned
+-- while the image was built would make an image that cannot run.
 function Store:put_image(ref, config)
-  local path = ref_file(self, ref)
+  local path, full = ref_file(self, ref)
   local text = json.encode(config)
+  local lock <close> = self:lock()
+  for _, key in ipairs(config.luactr and config.luactr.layers or {}) do
+    if not self:has_layer(key) then
+      fail("image %s: its layer %s was removed meanwhile (rmi?): build it again", full, key:sub(1, 12))
+    end
+  end
   must("write " .. path, fs.write_atomic(path, text))
   return core.digest.sha256(text)
 end
@@ -337,7 +645,7 @@ function Store:remove_image(ref)
   local path, full = ref_file(self, ref)
   local ok, err, errno = fs.unlink(path)
   if not ok then
-    if errno == core.sys.errno.ENOENT then fail("no such image: %s", ref) end
+    if errno == E.ENOENT then fail("no such image: %s", ref) end
     fail("remove %s: %s", full, err)
   end
 end
@@ -347,7 +655,7 @@ function Store:images()
   local list = {}
   for _, file in ipairs(fs.readdir(self.dir .. "/images") or {}) do
     local ref = file:match("^(.*)%.json$")
-    if ref then
+    if ref and file:sub(1, 1) ~= "." then
       ref = ref:gsub("%%2F", "/")
       local ok, img = pcall(self.image, self, ref)
       if ok and img then list[#list + 1] = img end
@@ -365,55 +673,80 @@ function Store:container_dir(id)
   return self.dir .. "/containers/" .. id
 end
 
--- new_rootfs(id, top) -> path: the writable root of container `id`, a
--- snapshot (btrfs) or an overlay mount (overlay) of layer `top` (nil for
--- an image with no layer). Made in tmp/ and renamed in: a crash halfway
--- leaves no container.
-function Store:new_container(id, top)
-  local tmp = self:tmp("container-" .. id)
-  must("mkdir " .. tmp, fs.mkdirs(tmp, 448))
-  if self.driver == "btrfs" then
-    if top then
-      must("snapshot " .. top, btrfs.snapshot(self:layer_path(top), tmp .. "/rootfs"))
-    else
-      must("create rootfs", btrfs.create(tmp .. "/rootfs"))
-    end
-  else
-    must("mkdir", fs.mkdirs(tmp .. "/diff", 493))
-    must("mkdir", fs.mkdirs(tmp .. "/work", 448))
-    must("mkdir", fs.mkdirs(tmp .. "/rootfs", 493))
-  end
+-- new_container(id, top, [state]) -> path: the writable root of container
+-- `id`, a snapshot (btrfs) or an overlay mount (overlay) of layer `top`
+-- (nil for an image with no layer). Made in tmp/ with its state.json
+-- (`state`, else a bare "created" one) and renamed in: a crash halfway
+-- leaves no container, and no container without a state.
+function Store:new_container(id, top, state)
+  local hold <close> = self:hold_layers()  -- the chain must stay (overlay)
   local dir = self:container_dir(id)
-  must("publish container " .. id, fs.rename(tmp, dir, { noreplace = true }))
-  if self.driver == "overlay" then self:mount_container(id, top) end
+  with_work(self, "container-" .. id, function(tmp)
+    must("mkdir " .. tmp, fs.mkdirs(tmp, 448))
+    if self.driver == "btrfs" then
+      if top then
+        must("snapshot " .. top, btrfs.snapshot(self:layer_path(top), tmp .. "/rootfs"))
+      else
+        must("create rootfs", btrfs.create(tmp .. "/rootfs"))
+      end
+    else
+      must("mkdir", fs.mkdirs(tmp .. "/diff", 493))
+      must("mkdir", fs.mkdirs(tmp .. "/work", 448))
+      must("mkdir", fs.mkdirs(tmp .. "/rootfs", 493))
+    end
+    if top and self.driver == "overlay" then write_new(tmp .. "/layer", top .. "\n") end
+    if state then
+      must("write state", fs.write_atomic(tmp .. "/state.json", json.encode(state, true), nil, NOSYNC))
+    else
+      -- a stand-in, so that no container is ever without a state; the
+      -- caller writes (and syncs) the real one next
+      write_new(tmp .. "/state.json", json.encode({ id = id, status = "created", created = now_iso() }, true))
+    end
+    must("publish container " .. id, fs.rename(tmp, dir, { noreplace = true }))
+  end)
+  if self.driver == "overlay" then
+    local ok, err = pcall(self.mount_container, self, id, top)
+    if not ok then
+      pcall(self.remove_container, self, id)
+      error(err, 0)
+    end
+  end
   return dir .. "/rootfs"
 end
 
--- The overlay driver mounts a container's root while it runs.
+-- The overlay driver mounts a container's root while it runs; `top`
+-- defaults to the layer recorded when it was made.
 function Store:mount_container(id, top)
   local dir = self:container_dir(id)
+  if top == nil then
+    local text = fs.read(dir .. "/layer")
+    top = text and text:match("%x+")
+  end
   local lower = top and self:chain(top) or { self:empty_dir() }
   overlay_mount(lower, dir .. "/diff", dir .. "/work", dir .. "/rootfs")
 end
 
 function Store:unmount_container(id)
   if self.driver == "overlay" then
-    mount.umount(self:container_dir(id) .. "/rootfs", { "detach" })
+    mount.umount(self:container_dir(id) .. "/rootfs", { "detach", "nofollow" })
   end
 end
 
 -- Removes a container's folder and root; moved to tmp/ first so that a
--- crash halfway is finished by the next clean().
+-- crash halfway is finished by the next clean(). One already gone (two
+-- commands reaping the same --rm container) is fine.
 function Store:remove_container(id)
   local dir = self:container_dir(id)
   if not exists(dir) then return end
   self:unmount_container(id)
-  local tmp = self:tmp("rm-" .. id)
-  must("remove container " .. id, fs.rename(dir, tmp))
-  if btrfs.is_subvolume(tmp .. "/rootfs") then
-    must("delete rootfs", btrfs.delete(tmp .. "/rootfs", { recursive = true }))
-  end
-  must("remove " .. tmp, fs.remove_tree(tmp))
+  with_work(self, "rm-" .. id, function(tmp)
+    local ok, err, errno = fs.rename(dir, tmp)
+    if not ok then
+      if errno == E.ENOENT then return end
+      fail("remove container %s: %s", id, err)
+    end
+    self:discard(tmp)
+  end)
 end
 
 -- containers() -> list of ids
@@ -425,9 +758,15 @@ function Store:containers()
   return list
 end
 
--- write_state(id, t) / read_state(id): the container's state.json
+-- write_state(id, t) / read_state(id): the container's state.json.
+-- Atomic (a killed writer leaves the old state or the new), but not
+-- fsynced: a container's state is about processes, which a power cut ends
+-- anyway, and the next command recomputes it (a "running" container whose
+-- process is gone reads as exited). Four fsyncs would double the cost of
+-- `run --rm`.
 function Store:write_state(id, t)
-  must("write state", fs.write_atomic(self:container_dir(id) .. "/state.json", json.encode(t, true)))
+  must("write state", fs.write_atomic(self:container_dir(id) .. "/state.json",
+    json.encode(t, true), nil, NOSYNC))
 end
 
 function Store:read_state(id)
@@ -436,7 +775,8 @@ function Store:read_state(id)
 end
 
 function Store:write_config(id, spec)
-  must("write config", fs.write_atomic(self:container_dir(id) .. "/config.json", json.encode(spec, true)))
+  must("write config", fs.write_atomic(self:container_dir(id) .. "/config.json",
+    json.encode(spec, true), nil, NOSYNC))
 end
 
 -- }======
