@@ -24,12 +24,19 @@ HDR     = $(wildcard src/*.h)
 CORE    = $(BUILD)/luactr/core.so
 INIT    = $(BUILD)/luactr/init
 LUASRC  = $(wildcard lua/luactr/*.lua)
+LUAC    ?= luac5.4
+# the modules precompiled, for bin/luactr run in place (see bin/luactr)
+LUABC   = $(patsubst lua/%,$(BUILD)/lua/%,$(LUASRC))
 
 BUSTED = $(LUA) /usr/bin/busted
 
 .PHONY: all deps check check-unprivileged asan bench install clean
 
-all: $(CORE) $(INIT)
+all: $(CORE) $(INIT) $(LUABC)
+
+$(BUILD)/lua/%.lua: lua/%.lua
+	@mkdir -p $(dir $@)
+	$(LUAC) -o $@ $<
 
 $(CORE): $(SRC) $(HDR) Makefile
 	@mkdir -p $(dir $@)

@@ -273,8 +273,11 @@ local function images(tmp, rootfs_cs, rounds)
   local env = "LUACTR_ROOT=" .. root .. " "
   local ok, out = capture({ "sh", "-c", env .. TOP .. "/bin/luactr build " .. recipe })
   if not ok then die("building %s failed:\n%s", recipe, out) end
+  -- LUACTR_ROOT goes into our own environment, which spawnp passes on:
+  -- an `env` in front would cost luactr alone one more exec
+  sys.setenv("LUACTR_ROOT", root)
   local function luactr(...)
-    local argv = { "env", "LUACTR_ROOT=" .. root, TOP .. "/bin/luactr", ... }
+    local argv = { TOP .. "/bin/luactr", ... }
     return function() return argv end
   end
   local crun
@@ -282,7 +285,7 @@ local function images(tmp, rootfs_cs, rounds)
     if c.name == "crun" then crun = c end
   end
   local cs = {
-    { name = "rebuild (6 steps)", argv = luactr("build", recipe, "bench-small") },
+    { name = "rebuild (6 steps)", argv = luactr("build", "-q", recipe, "bench-small") },
     { name = "run --rm 1MB", argv = luactr("run", "--rm", "bench-small", "/bin/true") },
     { name = "run --rm 1GB", argv = luactr("run", "--rm", "bench-big", "/bin/true") },
     crun,

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -86,6 +87,18 @@ static int l_sleep(lua_State *L) {
   return 0;
 }
 
+/* sys.setenv(name, value | nil): this process's environment, which
+** spawnp passes on. */
+static int l_setenv(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  int r = lua_isnoneornil(L, 2) ? unsetenv(name)
+                                : setenv(name, luaL_checkstring(L, 2), 1);
+  if (r < 0)
+    return lx_fail(L, "setenv", errno);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* sys.getpid() -> pid */
 static int l_getpid(lua_State *L) {
   lua_pushinteger(L, getpid());
@@ -99,6 +112,7 @@ static const luaL_Reg sys_funcs[] = {
   {"kill", l_kill},
   {"getpid", l_getpid},
   {"sleep", l_sleep},
+  {"setenv", l_setenv},
   {NULL, NULL},
 };
 

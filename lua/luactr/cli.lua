@@ -224,12 +224,20 @@ local function ago(iso)
   return ("%d days ago"):format(secs // 86400)
 end
 
-local BUILD_OPTIONS = { ["no-cache"] = { key = "no_cache" }, ["dry-run"] = { key = "dry_run" }, help = {} }
+local BUILD_OPTIONS = {
+  ["no-cache"] = { key = "no_cache" },
+  ["dry-run"] = { key = "dry_run" },
+  quiet = { short = "q" },
+  help = {},
+}
+
+-- Swallows the build's progress under --quiet.
+local SILENT = { write = function(self) return self end, flush = function() end }
 
 function verbs.build(args)
   local o, rest = M.parse("build", BUILD_OPTIONS, args)
   if o.help or #rest == 0 then
-    io.stdout:write("Usage: luactr build [--no-cache] [--dry-run] RECIPE.lua [IMAGE...]\n")
+    io.stdout:write("Usage: luactr build [--no-cache] [--dry-run] [-q] RECIPE.lua [IMAGE...]\n")
     return o.help and 0 or 125
   end
   local recipe = require "luactr.recipe"
@@ -238,8 +246,14 @@ function verbs.build(args)
     io.stdout:write(recipe.format(plan))
     return 0
   end
-  require("luactr.build").build(plan, { no_cache = o.no_cache,
-    only = table.move(rest, 2, #rest, 1, {}) })
+  local built = require("luactr.build").build(plan, { no_cache = o.no_cache,
+    only = table.move(rest, 2, #rest, 1, {}), out = o.quiet and SILENT or nil })
+  if o.quiet then
+    -- the ids alone, in build order, as docker build -q prints them
+    for _, image in ipairs(plan.images) do
+      if built[image.name] then out("%s\n", built[image.name].id) end
+    end
+  end
   return 0
 end
 

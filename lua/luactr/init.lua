@@ -165,12 +165,15 @@ local function run_image(o)
   ok, err = pcall(function()
     how, code = execute(n, function(proc) container.started(store, n.id, proc) end)
   end)
-  if ok then container.exited(store, n.id, how, code) end
   if o.rm then
-    store:remove_container(n.id)
+    store:remove_container(n.id)  -- no state to record: it is gone
   else
     store:unmount_container(n.id)
-    if not ok then container.exited(store, n.id, "exit", errors.is(err) and err.status or 125) end
+    if ok then
+      container.exited(store, n.id, how, code)
+    else
+      container.exited(store, n.id, "exit", errors.is(err) and err.status or 125)
+    end
   end
   if not ok then error(err, 0) end
   if how == "exit" and code == 0 then return true, how, code end
