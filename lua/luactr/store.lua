@@ -38,9 +38,10 @@ local E = core.sys.errno
 local M = {}
 
 local Store = {}
-
-local NOSYNC = { sync = false }
 Store.__index = Store
+
+-- fs.write_atomic without fsync: for state that a restart recomputes
+local NOSYNC = { sync = false }
 
 local function fail(fmt, ...)
   errors.raise(errors.FAILED, fmt, ...)
