@@ -16,14 +16,7 @@ local fs, digest = core.fs, core.digest
 
 local M = {}
 
-local function fail(fmt, ...)
-  errors.raise(errors.FAILED, fmt, ...)
-end
-
-local function must(what, ok, err, ...)
-  if ok == nil then fail("%s: %s", what, err) end
-  return ok, err, ...
-end
+local fail, must = errors.fail, errors.must
 
 local function now_iso()
   return os.date("!%Y-%m-%dT%H:%M:%SZ")

@@ -74,9 +74,7 @@ local RUN_OPTIONS = {
   help = {},
 }
 
-local function fail(fmt, ...)
-  errors.raise(errors.FAILED, fmt, ...)
-end
+local fail = errors.fail
 
 -- parse(verb, spec, args) -> options, rest
 -- Reads options from args[1..] until the first operand or "--".

@@ -12,9 +12,7 @@ local errors = require "luactr.errors"
 
 local M = {}
 
-local function fail(fmt, ...)
-  errors.raise(errors.FAILED, fmt, ...)
-end
+local fail = errors.fail
 
 local function now_iso()
   return os.date("!%Y-%m-%dT%H:%M:%SZ")

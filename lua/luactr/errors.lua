@@ -17,6 +17,18 @@ function M.raise(status, fmt, ...)
   error(setmetatable({ status = status, message = fmt:format(...) }, Error), 0)
 end
 
+-- fail(fmt, ...): raises a failure of luactr itself (status 125).
+function M.fail(fmt, ...)
+  M.raise(M.FAILED, fmt, ...)
+end
+
+-- must(what, ok, err, ...) -> ok, err, ...: passes a core call's results
+-- through, or raises "what: err" when it failed (nil, err, errno).
+function M.must(what, ok, err, ...)
+  if ok == nil then M.raise(M.FAILED, "%s: %s", what, err) end
+  return ok, err, ...
+end
+
 -- Is `e` an error raised by luactr (and not a bug)?
 function M.is(e)
   return getmetatable(e) == Error

@@ -43,15 +43,7 @@ Store.__index = Store
 -- fs.write_atomic without fsync: for state that a restart recomputes
 local NOSYNC = { sync = false }
 
-local function fail(fmt, ...)
-  errors.raise(errors.FAILED, fmt, ...)
-end
-
--- Calls a core function and raises with `what` on failure.
-local function must(what, ok, err, ...)
-  if ok == nil then fail("%s: %s", what, err) end
-  return ok, err, ...
-end
+local fail, must = errors.fail, errors.must
 
 local function exists(path)
   return fs.lstat(path) ~= nil
