@@ -34,11 +34,7 @@ local function loops_of(img)
   return out
 end
 
-local function write(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
+local write = support.write
 
 -- Makes a btrfs image, attaches and mounts it, runs fn(mnt, dev, img) and
 -- always unmounts; then checks that no mount and no loop device of the

@@ -14,16 +14,9 @@ local base = image "base" {
 }
 ]]
 
-local function sh(cmd)
-  assert(os.execute(cmd), cmd)
-end
+local sh = support.must
 
-local function write(path, text)
-  sh("mkdir -p " .. q(path:match("^(.*)/[^/]*$")))
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
+local write = support.write
 
 -- A recipe folder of its own: recipe.lua with `text`, and `files`
 -- (relative path -> content). Returns the folder and the recipe's path.

@@ -21,11 +21,7 @@ local function shout(cmd)
   return (out:gsub("\n$", ""))
 end
 
-local function write(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
+local write = support.write
 
 -- Checks the failure triple: nil, a message starting with `prefix`, errno.
 local function fails(errno, prefix, ok, msg, got)

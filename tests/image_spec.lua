@@ -6,24 +6,11 @@ local json = require "luactr.json"
 
 local q = support.q
 
-local function sh(cmd)
-  assert(os.execute(cmd), cmd)
-end
+local sh = support.must
 
-local function write(path, text)
-  sh("mkdir -p " .. q(path:match("^(.*)/[^/]*$")))
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
+local write = support.write
 
-local function listing(cmd)
-  local p = io.popen(cmd .. " 2>/dev/null")
-  local list = support.lines(p:read("a"))
-  p:close()
-  table.sort(list)
-  return list
-end
+local listing = support.listing
 
 -- Entries of a folder, dot files left out.
 local function entries(dir) return listing("ls " .. q(dir)) end

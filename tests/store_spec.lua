@@ -14,11 +14,7 @@ local SIGKILL, SIGSTOP = 9, 19
 
 -- {====== helpers ======
 
-local function write(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
+local write = support.write
 
 -- Calls fn() every 10 ms until it returns true; fails after `timeout` s.
 local function wait_for(what, fn, timeout)

@@ -146,6 +146,29 @@ function M.store_root(driver)
   return root
 end
 
+-- Runs a shell command that must succeed (setup, not what is tested).
+function M.must(cmd)
+  assert(os.execute(cmd), cmd)
+end
+
+-- Writes `data` to `path`, making its folder.
+function M.write(path, data)
+  local dir = path:match("^(.*)/[^/]*$")
+  if dir and dir ~= "" then M.must("mkdir -p " .. shell_quote(dir)) end
+  local f = assert(io.open(path, "wb"))
+  f:write(data)
+  f:close()
+end
+
+-- The lines a command prints (stderr dropped), sorted.
+function M.listing(cmd)
+  local p = io.popen(cmd .. " 2>/dev/null")
+  local list = M.lines(p:read("a"))
+  p:close()
+  table.sort(list)
+  return list
+end
+
 -- The host's mount table, as lines.
 function M.mounts()
   local t = {}
