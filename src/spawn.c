@@ -41,6 +41,7 @@
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define MAX_JOIN 8
+#define MAX_CGROUPS 16
 
 /* {====== the spec, parsed in the parent ====== */
 
@@ -70,6 +71,9 @@ typedef struct spec {
   const char *init;              /* the init program, or NULL */
   int initfd;
   bool stdin_null, forward, pdeath;
+  const char *cgroups[MAX_CGROUPS];  /* cgroup folders to join */
+  int ncgroups;
+  int cgfds[MAX_CGROUPS];        /* their cgroup.procs, opened by spawn */
   /* set up by spawn */
   int errfd, sockfd;
   sigset_t childmask;            /* the mask the command starts with */
@@ -343,12 +347,25 @@ static void parse_spec(lua_State *L, spec *s) {
     luaL_error(L, "spawn: hostname needs its own uts namespace");
   if (!lua_isnoneornil(L, 2)) {
     static const char *const ok[] = {"init", "stdin", "forward_signals",
-                                      "die_with_parent", NULL};
+                                      "die_with_parent", "cgroups", NULL};
     luaL_checktype(L, 2, LUA_TTABLE);
     lx_checkkeys(L, 2, "spawn: opts", ok);
     s->init = optstr(L, 2, "init", "opts");
     s->forward = optbool(L, 2, "forward_signals", "opts");
     s->pdeath = optbool(L, 2, "die_with_parent", "opts");
+    if (getfield(L, 2, "cgroups", LUA_TTABLE, "opts")) {
+      int t = lua_gettop(L);
+      lua_Integer n = luaL_len(L, t);
+      if (n > MAX_CGROUPS)
+        luaL_error(L, "spawn: opts.cgroups: more than %d", MAX_CGROUPS);
+      for (lua_Integer i = 1; i <= n; i++) {
+        if (lua_geti(L, t, i) != LUA_TSTRING)
+          luaL_error(L, "spawn: opts.cgroups[%d]: expected a string", (int)i);
+        s->cgroups[s->ncgroups++] = lua_tostring(L, -1);  /* anchored by opts */
+        lua_pop(L, 1);
+      }
+      lua_pop(L, 1);
+    }
     const char *in = optstr(L, 2, "stdin", "opts");
     if (in && strcmp(in, "null") == 0)
       s->stdin_null = true;
@@ -589,6 +606,15 @@ static void __attribute__((noreturn)) child_main(spec *s) {
   ** namespace goes and takes every process of the step along. */
   if (s->pdeath && prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
     die(s, "prctl", "pdeathsig");
+  /* Into the container's cgroups before anything runs ("0" is the writer
+  ** itself, in v1 and v2 alike), and only then a cgroup namespace, so
+  ** that the container sees its own cgroup as "/". */
+  for (int i = 0; i < s->ncgroups; i++)
+    if (write(s->cgfds[i], "0", 1) != 1)
+      die(s, "join cgroup", s->cgroups[i]);
+  if (s->ncgroups && (s->nsflags & CLONE_NEWCGROUP) &&
+      unshare(CLONE_NEWCGROUP) < 0)
+    die(s, "unshare", "cgroup namespace");
   /* Ignored signals survive exec: give the command default ones. */
   for (int sig = 1; sig < _NSIG; sig++)
     if (sig != SIGKILL && sig != SIGSTOP)
@@ -714,7 +740,9 @@ static pid_t clone_child(int flags, int *pidfd) {
 /* core.spawn(spec, [opts]) -> process | nil, err, errno, step
 ** opts: init (path of luactr-init, to run as PID 1), stdin ("inherit" | "null"),
 ** forward_signals (block them from now until process:wait forwards),
-** die_with_parent (SIGKILL the container when the caller dies). */
+** die_with_parent (SIGKILL the container when the caller dies),
+** cgroups (folders whose cgroup.procs the container joins before it
+** runs anything: one per v1 hierarchy, or the one v2 folder). */
 static int l_spawn(lua_State *L) {
   spec s;
   parse_spec(L, &s);
@@ -753,14 +781,29 @@ static int l_spawn(lua_State *L) {
   s.childmask = p->oldmask;
   s.errfd = errp[1];
   s.sockfd = sockp[1];
-  pid_t pid = clone_child(s.nsflags, &p->pidfd);
+  int cgerr = 0, flags = s.nsflags;
+  for (int i = 0; i < s.ncgroups; i++)
+    s.cgfds[i] = -1;
+  for (int i = 0; i < s.ncgroups && !cgerr; i++) {
+    char path[PATH_MAX];
+    if (!lx_path_join(path, s.cgroups[i], "cgroup.procs"))
+      cgerr = ENAMETOOLONG;
+    else if ((s.cgfds[i] = open(path, O_WRONLY | O_CLOEXEC)) < 0)
+      cgerr = errno;
+  }
+  if (s.ncgroups)
+    flags &= ~CLONE_NEWCGROUP;  /* the child unshares it once it has joined */
+  pid_t pid = cgerr ? -1 : clone_child(flags, &p->pidfd);
   if (pid == 0) {
     close(errp[0]);
     if (sockp[0] >= 0)
       close(sockp[0]);
     child_main(&s);
   }
-  int cloneerr = errno;
+  int cloneerr = cgerr ? cgerr : errno;
+  for (int i = 0; i < s.ncgroups; i++)
+    if (s.cgfds[i] >= 0)
+      close(s.cgfds[i]);
   if (s.forward) {
     sigset_t fw;
     forward_set(&fw);
@@ -785,7 +828,7 @@ static int l_spawn(lua_State *L) {
     if (p->masked)
       sigprocmask(SIG_SETMASK, &p->oldmask, NULL);
     p->masked = false;
-    return lx_fail(L, "clone", cloneerr);
+    return lx_fail(L, cgerr ? "open cgroup.procs" : "clone", cloneerr);
   }
   p->pid = pid;
   report r;
