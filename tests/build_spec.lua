@@ -256,6 +256,33 @@ image "app" {
     end)
 
     describe("copy", function()
+      it("refuses a source whose link leads out of the recipe's folder, and follows one that stays in", function()
+        local root = store_root()
+        local host = support.tmpdir()
+        write(host .. "/secret", "host only\n")
+        local dir, recipe = recipe_dir(BASE .. [[
+image "app" {
+  from = base,
+  copy { "out/", "/stolen/" },
+}
+]], { ["inside/f"] = "inside\n" })
+        sh(("ln -s %s %s/out && ln -s inside %s/alias"):format(q(host), q(dir), q(dir)))
+        local st, _, err = root.luactr("build " .. q(recipe))
+        assert.are_not.equal(0, st)
+        assert.matches("out/ leads out of the recipe's folder through a link", err, 1, true)
+        write(recipe, BASE .. [[
+image "app" {
+  from = base,
+  copy { "alias/", "/in/" },
+}
+]])
+        build(root, recipe)
+        local out
+        st, out = root.luactr("run --rm app cat /in/f")
+        assert.are.equal(0, st)
+        assert.are.equal("inside\n", out)
+      end)
+
       it("copies a folder's contents with 'dir/', the folder itself with 'dir', a file into 'dest/'", function()
         local root = store_root()
         local dir, recipe = recipe_dir(BASE .. [[

@@ -179,16 +179,33 @@ local function content_digest(step)
       h:update(must("digest " .. path, digest.file(path)) .. "\n")
     end
   end
-  for i, src in ipairs(step.sources) do walk(src.path, tostring(i)) end
+  -- a top-level source is followed (as the copy follows it), what is
+  -- inside it is not (links are copied as links)
+  for i, src in ipairs(step.sources) do
+    walk(fs.realpath(src.path) or src.path, tostring(i))
+  end
   return h:hex()
 end
 
-local function run_copy(step, root, config)
+-- A source of the recipe's folder must stay in it: a link may not lead
+-- the copy out to the host (that is what `host =` is for).
+local function check_inside(src, dir)
+  if src.host then return end
+  local base = must("realpath " .. dir, fs.realpath(dir))
+  local real = must("realpath " .. src.path, fs.realpath(src.path))
+  if real ~= base and real:sub(1, #base + 1) ~= base .. "/" then
+    fail("%s leads out of the recipe's folder through a link (copy host paths with host =)",
+      src.rel or src.path)
+  end
+end
+
+local function run_copy(step, root, config, dir)
   local workdir = config.config.WorkingDir or "/"
   local dest = step.dest
   if dest:sub(1, 1) ~= "/" then dest = workdir:gsub("/?$", "/") .. dest end
   local into_dir = dest:sub(-1) == "/" or #step.sources > 1
   for _, src in ipairs(step.sources) do
+    check_inside(src, dir)
     local st = must("stat " .. src.path, fs.stat(src.path))
     if st.type == "dir" and src.contents then
       -- "files/": the folder's contents go into dest, as Docker's COPY does
@@ -376,7 +393,7 @@ local function build_image(image, built, store, plan, o)
           if step.kind == "run" then
             return run_step(step, work.path, img)
           end
-          run_copy(step, work.path, img)
+          run_copy(step, work.path, img, plan.dir)
           return true
         end)
         if not ok or not res then
