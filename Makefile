@@ -17,7 +17,7 @@ BUILD       ?= build
 WARN    = -std=c11 -Wall -Wextra -Wshadow -Wmissing-prototypes \
           -Wstrict-prototypes -Werror=implicit-function-declaration
 ALL_CFLAGS = $(CFLAGS) $(WARN) -fPIC -I$(LUA_INCDIR)
-LIBS    = -lbtrfsutil -lnettle
+LIBS    = -lbtrfsutil -lnettle -lcap -lseccomp
 
 SRC     = $(filter-out src/luactr-init.c,$(wildcard src/*.c))
 HDR     = $(wildcard src/*.h)

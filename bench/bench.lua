@@ -120,33 +120,8 @@ end
 -- }}}
 -- {{{ the inner process: set up, measure, report
 
--- The capability names, by number (linux/capability.h).
-local CAP_NAMES = {
-  [0] = "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID",
-  "KILL", "SETGID", "SETUID", "SETPCAP", "LINUX_IMMUTABLE",
-  "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK",
-  "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE",
-  "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE",
-  "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE",
-  "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
-  "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF",
-  "CHECKPOINT_RESTORE",
-}
-
--- The capabilities in our bounding set, as OCI names. luactr does not
--- drop capabilities yet, while crun drops every one the spec does not
--- list: giving crun the full set makes both do the same work.
-local function bounding_caps()
-  local hex = (read_file("/proc/self/status") or ""):match("CapBnd:%s*(%x+)")
-  if not hex then die("no CapBnd in /proc/self/status") end
-  local mask, caps = tonumber(hex, 16), {}
-  for bit = 0, #CAP_NAMES do
-    if mask & (1 << bit) ~= 0 then caps[#caps + 1] = "CAP_" .. CAP_NAMES[bit] end
-  end
-  return caps
-end
-
--- crun's bundle: luactr's own spec, encoded as it is, plus capabilities.
+-- crun's bundle: luactr's own spec, encoded as it is: the same
+-- capabilities and the same seccomp filter, so both do the same work.
 local function make_bundle(bundle, rootfs)
   local cjson = require "cjson"
   local spec = require("luactr.spec").build(
@@ -156,8 +131,9 @@ local function make_bundle(bundle, rootfs)
   spec.root.path = rootfs
   -- cjson encodes an empty table as {}, not []: leave the field out.
   if #spec.process.user.additionalGids == 0 then spec.process.user.additionalGids = nil end
-  local caps = bounding_caps()
-  spec.process.capabilities = { bounding = caps, effective = caps, permitted = caps }
+  for set, list in pairs(spec.process.capabilities) do
+    if #list == 0 then spec.process.capabilities[set] = nil end
+  end
   must({ "mkdir", "-p", bundle })
   local f = assert(io.open(bundle .. "/config.json", "w"))
   f:write(cjson.encode(spec))

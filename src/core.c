@@ -10,6 +10,9 @@
 **   core.btrfs   subvolumes: create, snapshot, delete, read-only
 **   core.digest  sha256
 **   core.loop    loop devices
+**   core.cgroup  cgroup folders: create, write, read, kill, freeze, remove
+**   core.caps    capability names and the caller's sets (libcap)
+**   core.seccomp seccomp profiles compiled with libseccomp
 **   core.path    the file this library was loaded from
 */
 #define _GNU_SOURCE
@@ -37,6 +40,12 @@ int luaopen_luactr_core(lua_State *L) {
   lua_setfield(L, -2, "digest");
   lx_open_loop(L);
   lua_setfield(L, -2, "loop");
+  lx_open_cgroup(L);
+  lua_setfield(L, -2, "cgroup");
+  lx_open_caps(L);
+  lua_setfield(L, -2, "caps");
+  lx_open_seccomp(L);
+  lua_setfield(L, -2, "seccomp");
   lx_open_spawn(L);  /* sets core.spawn and the process metatable */
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");

@@ -11,8 +11,10 @@
 
 #include <stddef.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <sys/mount.h>
+#include <linux/filter.h>
 
 #include <lua.h>
 #include <lauxlib.h>
@@ -126,6 +128,48 @@ int lx_btrfs_delete_at(int parentfd, const char *name, bool recursive);
 
 /* }====== */
 
+/* {====== capabilities and seccomp, shared with spawn ====== */
+
+/* An OCI process.capabilities, as bit masks (bit N = capability N). */
+typedef struct lx_caps {
+  bool set;              /* the spec gave capabilities */
+  int count;             /* how many capabilities the kernel has */
+  uint64_t bounding, effective, permitted, inheritable, ambient;
+} lx_caps;
+
+/* Reads the OCI capabilities table at `idx` into `c`. Raises on an
+** unknown key or capability name. */
+void lx_caps_parse(lua_State *L, int idx, lx_caps *c);
+
+/* Drops every capability outside c->bounding from the bounding set (needs
+** CAP_SETPCAP). 0 or -1/errno. Async-signal-safe. */
+int lx_caps_drop_bounding(const lx_caps *c);
+
+/* Sets the effective, permitted and inheritable sets, then the ambient
+** set. 0 or -1/errno. Async-signal-safe. */
+int lx_caps_set(const lx_caps *c);
+
+/* A compiled seccomp profile, ready for seccomp(2): one or more filters,
+** all installed (the kernel takes the strictest answer of them). */
+#define LX_SECCOMP_MAX 8
+typedef struct lx_seccomp {
+  bool set;
+  unsigned flags;              /* SECCOMP_FILTER_FLAG_* */
+  int n;
+  struct sock_fprog progs[LX_SECCOMP_MAX];
+} lx_seccomp;
+
+/* Compiles the OCI linux.seccomp table at `idx` with libseccomp into `f`.
+** Pushes exactly one value, the userdata holding the BPF program, which
+** must stay alive as long as `f` is used. Raises on a bad profile. */
+void lx_seccomp_compile(lua_State *L, int idx, lx_seccomp *f);
+
+/* Installs the filters in the calling thread (needs no_new_privs or
+** CAP_SYS_ADMIN). 0 or -1/errno. Async-signal-safe. */
+int lx_seccomp_load(const lx_seccomp *f);
+
+/* }====== */
+
 /* {====== openers ====== */
 
 void lx_open_ns(lua_State *L);
@@ -137,6 +181,9 @@ void lx_open_fs(lua_State *L);
 void lx_open_btrfs(lua_State *L);
 void lx_open_digest(lua_State *L);
 void lx_open_loop(lua_State *L);
+void lx_open_cgroup(lua_State *L);
+void lx_open_caps(lua_State *L);
+void lx_open_seccomp(lua_State *L);
 
 /* }====== */
 

@@ -4,10 +4,12 @@
 ** core.spawn(spec, opts) takes an OCI runtime spec as a Lua table, checks
 ** and copies everything it needs into a C struct in the parent, then
 ** clones a child into new namespaces. The child runs the whole sequence
-** (mounts, /dev, pivot_root, masks, user, exec) with no Lua in between and
-** only async-signal-safe calls. A failing step is written to a close-on-
-** exec pipe as (errno, "step detail"); a successful execve closes the pipe,
-** so the parent knows the outcome when its read returns.
+** (mounts, /dev, pivot_root, masks, user, capabilities, seccomp, exec)
+** with no Lua in between and only async-signal-safe calls: the seccomp
+** filter is compiled in the parent, the child only installs it. A failing
+** step is written to a close-on-exec pipe as (errno, "step detail"); a
+** successful execve closes the pipe, so the parent knows the outcome when
+** its read returns.
 **
 ** It returns a process handle (luactr.process): wait, kill, resize.
 */
@@ -54,6 +56,8 @@ typedef struct spec {
   int ngroups;
   mode_t umask;
   bool terminal, no_new_privs;
+  lx_caps caps;                  /* process.capabilities (caps.set if any) */
+  lx_seccomp seccomp;            /* linux.seccomp, compiled (seccomp.set) */
   unsigned short rows, cols;     /* console size, 0 when not given */
   const char *root;
   bool root_ro;
@@ -155,7 +159,7 @@ static const char **strings(lua_State *L, const char *where, int *count) {
 static void parse_process(lua_State *L, int idx, spec *s) {
   static const char *const known[] = {
     "terminal", "consoleSize", "user", "args", "env", "cwd",
-    "noNewPrivileges", NULL};
+    "noNewPrivileges", "capabilities", NULL};
   lx_checkkeys(L, idx, "spawn: process", known);
   if (!getfield(L, idx, "args", LUA_TTABLE, "process"))
     luaL_error(L, "spawn: process.args is missing");
@@ -174,6 +178,10 @@ static void parse_process(lua_State *L, int idx, spec *s) {
     luaL_error(L, "spawn: process.cwd must be an absolute path");
   s->terminal = optbool(L, idx, "terminal", "process");
   s->no_new_privs = optbool(L, idx, "noNewPrivileges", "process");
+  if (getfield(L, idx, "capabilities", LUA_TTABLE, "process")) {
+    lx_caps_parse(L, lua_gettop(L), &s->caps);
+    lua_pop(L, 1);
+  }
   if (getfield(L, idx, "consoleSize", LUA_TTABLE, "process")) {
     int c = lua_gettop(L);
     static const char *const cs[] = {"height", "width", NULL};
@@ -207,9 +215,9 @@ static void parse_process(lua_State *L, int idx, spec *s) {
       }
       lua_pop(L, 1);
     }
-    lua_pop(L, 1);
+    lua_remove(L, u);  /* the table; the groups' scratch above it stays */
   }
-  lua_pop(L, 1);  /* process */
+  lua_remove(L, idx);  /* process; the vectors above it stay */
 }
 
 static void parse_mounts(lua_State *L, int idx, spec *s) {
@@ -259,8 +267,10 @@ static void parse_mounts(lua_State *L, int idx, spec *s) {
 }
 
 static void parse_linux(lua_State *L, int idx, spec *s) {
+  /* resources and cgroupsPath are applied before spawn, by luactr.cgroup */
   static const char *const known[] = {"namespaces", "maskedPaths",
                                       "readonlyPaths", "rootfsPropagation",
+                                      "seccomp", "resources", "cgroupsPath",
                                       NULL};
   lx_checkkeys(L, idx, "spawn: linux", known);
   if (getfield(L, idx, "namespaces", LUA_TTABLE, "linux")) {
@@ -311,7 +321,11 @@ static void parse_linux(lua_State *L, int idx, spec *s) {
       luaL_error(L, "spawn: linux.rootfsPropagation: unknown value '%s'", prop);
     s->rootprop = flags[i];
   }
-  lua_pop(L, 1);  /* linux */
+  if (getfield(L, idx, "seccomp", LUA_TTABLE, "linux")) {
+    lx_seccomp_compile(L, lua_gettop(L), &s->seccomp);  /* pushes the BPF */
+    lua_remove(L, -2);  /* the table; the program stays */
+  }
+  lua_remove(L, idx);  /* linux; the vectors and the program stay */
 }
 
 static void parse_spec(lua_State *L, spec *s) {
@@ -546,6 +560,42 @@ static void exec_command(const spec *s) {
   die(s, "exec", prog);
 }
 
+/* Becomes the spec's user with the spec's capabilities, in the order the
+** kernel needs (as runc and crun do): a filter without no_new_privs must
+** be installed while CAP_SYS_ADMIN is still held; the bounding set is
+** dropped while the process is still fully privileged; keep-caps carries
+** the permitted set across setuid to a non-root user, and capset then
+** trims the sets to the spec's, ambient last. */
+static void become_user(const spec *s) {
+  if (s->seccomp.set && !s->no_new_privs && lx_seccomp_load(&s->seccomp) < 0)
+    die(s, "seccomp", NULL);
+  if (s->caps.set && lx_caps_drop_bounding(&s->caps) < 0)
+    die(s, "prctl", "capability bounding set");
+  if (s->caps.set && s->uid != 0 && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+    die(s, "prctl", "keep capabilities");
+  if (setgroups((size_t)s->ngroups, s->groups) < 0)
+    die(s, "setgroups", NULL);
+  if (setgid(s->gid) < 0)
+    die(s, "setgid", NULL);
+  if (setuid(s->uid) < 0)
+    die(s, "setuid", NULL);
+  if (s->caps.set && lx_caps_set(&s->caps) < 0)
+    die(s, "capset", NULL);
+  /* a change of user or group clears the parent-death signal: arm it
+  ** again */
+  if (s->pdeath && prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+    die(s, "prctl", "pdeathsig");
+}
+
+/* The last steps before exec: no_new_privs, then the seccomp filter, so
+** that it need only allow what the command itself does (and execve). */
+static void lock_down(const spec *s) {
+  if (s->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+    die(s, "prctl", "no_new_privs");
+  if (s->seccomp.set && s->no_new_privs && lx_seccomp_load(&s->seccomp) < 0)
+    die(s, "seccomp", NULL);
+}
+
 /* The part after pivot_root that the command's own process does. */
 static void __attribute__((noreturn))
 finish(const spec *s, int slave, bool leader) {
@@ -581,22 +631,16 @@ finish(const spec *s, int slave, bool leader) {
     close(fd);
     close(root);
   }
-  if (setgroups((size_t)s->ngroups, s->groups) < 0)
-    die(s, "setgroups", NULL);
-  if (setgid(s->gid) < 0)
-    die(s, "setgid", NULL);
-  if (setuid(s->uid) < 0)
-    die(s, "setuid", NULL);
+  become_user(s);
   if (chdir(s->cwd) < 0)
     die(s, "chdir", s->cwd);
   umask(s->umask);
-  if (s->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-    die(s, "prctl", "no_new_privs");
   /* Only 0, 1 and 2 reach the command: everything else closes on exec,
   ** the error pipe last of all, which tells the parent we made it. */
   if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
     die(s, "close_range", NULL);
   sigprocmask(SIG_SETMASK, &s->childmask, NULL);
+  lock_down(s);
   exec_command(s);
   _exit(127);  /* not reached: exec_command dies */
 }
@@ -670,13 +714,17 @@ static void __attribute__((noreturn)) child_main(spec *s) {
     finish(s, slave, false);
   /* Become the init program: exec keeps the child and the blocked mask,
   ** and leaves no copy of luactr's memory (or command line) behind. Every
-  ** fd closes on exec: the command's exec alone ends the error pipe. */
+  ** fd closes on exec: the command's exec alone ends the error pipe. The
+  ** init runs as the command's user, confined as it is (Docker's init
+  ** does too), so it can signal the command and do nothing more. */
+  become_user(s);
   lx_buf arg;
   lx_buf_init(&arg);
   lx_buf_catint(&arg, (long)pid);
   const char *argv[] = {"luactr-init", arg.s, NULL};
   const char *envp[] = {NULL};
   syscall(SYS_close_range, 0U, ~0U, CLOSE_RANGE_CLOEXEC);
+  lock_down(s);
   syscall(SYS_execveat, s->initfd, "", argv, envp, AT_EMPTY_PATH);
   die(s, "exec", s->init);
 }

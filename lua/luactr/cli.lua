@@ -22,6 +22,7 @@ Commands:
   inspect  Show an image or a container as JSON
   ps       List containers
   rm       Remove containers
+  stats    Show what running containers use (CPU, memory, I/O, pids)
   info     Show the store's driver, root and space
   version  Print luactr's version
 
@@ -48,11 +49,34 @@ Options:
                           and forwards signals
   -i, --interactive       keep stdin open
   -t, --tty               allocate a pseudo-terminal
+      --cap-add CAP       add a capability to Docker's default set
+                          (CHOWN or CAP_CHOWN, any case; ALL for all)
+      --cap-drop CAP      drop a capability (ALL: start from none)
+      --privileged        all capabilities, no seccomp filter, no masked
+                          or read-only paths, /sys writable
+      --security-opt OPT  seccomp=unconfined, seccomp=FILE (a profile in
+                          Docker's JSON format), no-new-privileges=false
       --name NAME         a name for the container (unique)
       --entrypoint CMD    replace the image's entrypoint
       --rm                remove the container when it exits (a --rootfs
                           container leaves nothing behind anyway)
       --help              print this help
+
+Limits (the container's cgroup; SIZE: bytes, or 512k, 64m, 1g):
+  -m, --memory SIZE       memory limit
+      --memory-swap SIZE  memory and swap together (-1: unlimited swap;
+                          default: as much swap as memory)
+      --memory-reservation SIZE   soft memory limit
+      --cpus N            CPUs' worth of time (0.5: half of one)
+  -c, --cpu-shares N      relative CPU weight (1024 by default)
+      --cpuset-cpus LIST  the CPUs it may run on (0-2,4)
+      --cpuset-mems LIST  the memory nodes it may use
+      --pids-limit N      at most N processes (-1: unlimited)
+      --blkio-weight N    relative block I/O weight (10 to 1000)
+      --device-read-bps DEVICE:RATE   read at most RATE (1mb) a second
+      --device-write-bps DEVICE:RATE  write at most RATE a second
+      --cgroup-parent PATH  make the cgroup beneath PATH (relative: beneath
+                          luactr's own cgroup)
 ]==]
 
 -- The options of each verb: long name -> { short=, arg=, key=, list= }.
@@ -71,10 +95,34 @@ local RUN_OPTIONS = {
   rm = {},
   name = { arg = true },
   entrypoint = { arg = true },
+  ["cap-add"] = { arg = true, list = true, key = "cap_add" },
+  ["cap-drop"] = { arg = true, list = true, key = "cap_drop" },
+  privileged = {},
+  ["security-opt"] = { arg = true, list = true, key = "security_opt" },
+  memory = { short = "m", arg = true },
+  ["memory-swap"] = { arg = true, key = "memory_swap" },
+  ["memory-reservation"] = { arg = true, key = "memory_reservation" },
+  cpus = { arg = true },
+  ["cpu-shares"] = { short = "c", arg = true, key = "cpu_shares" },
+  ["cpuset-cpus"] = { arg = true, key = "cpuset_cpus" },
+  ["cpuset-mems"] = { arg = true, key = "cpuset_mems" },
+  ["pids-limit"] = { arg = true, key = "pids_limit" },
+  ["blkio-weight"] = { arg = true, key = "blkio_weight" },
+  ["device-read-bps"] = { arg = true, list = true, key = "device_read_bps" },
+  ["device-write-bps"] = { arg = true, list = true, key = "device_write_bps" },
+  ["cgroup-parent"] = { arg = true, key = "cgroup_parent" },
   help = {},
 }
 
 local fail = errors.fail
+
+-- An option's value as an integer, or a failure naming the option.
+local function integer(value, name)
+  if value == nil then return nil end
+  local n = math.tointeger(tonumber(value))
+  if not n then fail("run: %s: expected an integer, got '%s'", name, value) end
+  return n
+end
 
 -- parse(verb, spec, args) -> options, rest
 -- Reads options from args[1..] until the first operand or "--".
@@ -176,6 +224,16 @@ function verbs.run(args)
     hostname = o.hostname, workdir = o.workdir, user = o.user,
     read_only = o.read_only, network = o.network, init = o.init,
     tty = o.tty, interactive = o.interactive, name = o.name,
+    cap_add = o.cap_add, cap_drop = o.cap_drop, privileged = o.privileged,
+    security_opt = o.security_opt,
+    memory = o.memory, memory_swap = o.memory_swap,
+    memory_reservation = o.memory_reservation, cpus = o.cpus,
+    cpu_shares = integer(o.cpu_shares, "--cpu-shares"),
+    cpuset_cpus = o.cpuset_cpus, cpuset_mems = o.cpuset_mems,
+    pids_limit = integer(o.pids_limit, "--pids-limit"),
+    blkio_weight = integer(o.blkio_weight, "--blkio-weight"),
+    device_read_bps = o.device_read_bps, device_write_bps = o.device_write_bps,
+    cgroup_parent = o.cgroup_parent,
     rm = image and o.rm or nil,
     entrypoint = o.entrypoint and (o.entrypoint == "" and {} or { o.entrypoint }) or nil,
   }
@@ -398,6 +456,85 @@ function verbs.rm(args)
     container.remove(s, container.find(s, what), o.force)
     out("%s\n", what)
   end
+  return 0
+end
+
+-- Sizes as Docker prints them: memory in powers of 1024 ("1.953MiB"),
+-- block I/O in powers of 1000 ("4.1kB").
+local function human(n, base, units, digits)
+  n = n or 0
+  local i = 1
+  while n >= base and i < #units do
+    n = n / base
+    i = i + 1
+  end
+  return ("%." .. digits .. "g%s"):format(n, units[i])
+end
+
+local function binary(n)
+  return human(n, 1024, { "B", "KiB", "MiB", "GiB", "TiB", "PiB" }, 4)
+end
+
+local function decimal(n)
+  return human(n, 1000, { "B", "kB", "MB", "GB", "TB", "PB" }, 3)
+end
+
+local STATS_USAGE = [[
+Usage: luactr stats [OPTIONS] [CONTAINER...]
+
+Show what containers use: CPU (100% is one CPU), memory (usage and
+limit), block I/O (read / written) and processes, each second.
+
+Options:
+  -a, --all         all containers (default: the running ones)
+      --no-stream   print once and exit
+      --help        print this help
+]]
+
+function verbs.stats(args)
+  local o, rest = M.parse("stats", { all = { short = "a" },
+    ["no-stream"] = { key = "no_stream" }, help = {} }, args)
+  if o.help then
+    io.stdout:write(STATS_USAGE)
+    return 0
+  end
+  local luactr = require "luactr"
+  local container = require "luactr.container"
+  local sleep = require("luactr.core").sys.sleep
+  local function targets()
+    if #rest > 0 then return rest end
+    local list = {}
+    for _, st in ipairs(container.list(store())) do
+      if o.all or st.status == "running" then list[#list + 1] = st.id end
+    end
+    return list
+  end
+  local previous = {}
+  local function frame()
+    local rows = { { "CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %",
+                     "BLOCK I/O", "PIDS" } }
+    for _, what in ipairs(targets()) do
+      local r = luactr.stats(what, previous[what])
+      previous[what] = r
+      rows[#rows + 1] = { r.id:sub(1, 12), r.name or "--",
+        ("%.2f%%"):format(r.cpu_percent or 0),
+        binary(r.memory_usage) .. " / " .. binary(r.memory_limit),
+        ("%.2f%%"):format(r.memory_percent or 0),
+        decimal(r.block_read) .. " / " .. decimal(r.block_write),
+        tostring(r.pids or 0) }
+    end
+    return rows
+  end
+  -- the CPU % is over the last second: a first sample to measure from
+  frame()
+  local clear = not o.no_stream and require("luactr.core").pty.size(1) ~= nil
+  repeat
+    sleep(1)
+    local rows = frame()
+    if clear then io.stdout:write("\27[2J\27[H") end
+    columns(rows)
+    io.stdout:flush()
+  until o.no_stream
   return 0
 end
 

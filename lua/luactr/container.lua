@@ -7,6 +7,7 @@
 -- it, and a "running" container whose process is gone is reported as
 -- exited (its runner was killed) — and removed, when it was started with
 -- --rm.
+local cgroup = require "luactr.cgroup"
 local core = require "luactr.core"
 local errors = require "luactr.errors"
 
@@ -60,16 +61,31 @@ function M.list(store)
   return list
 end
 
--- Removes --rm containers whose runner died before it could; one still
--- being started (its runner alive) is left alone.
+-- Removes what is left of the cgroup recorded in a container's state.
+local function remove_cgroup(st)
+  if not st.cgroups then return true end
+  return cgroup.open(st.cgroups, st.cgroup_parents):remove()
+end
+
+-- Removes --rm containers whose runner died before it could, and the
+-- cgroups such runners left; one still being started (its runner alive)
+-- is left alone. Then sweeps the empty luactr-* cgroups of runs that left
+-- no state (--rootfs runs) beneath luactr's own (see cgroup.sweep).
 function M.reap(store)
   for _, st in ipairs(M.list(store)) do
     local runner_alive = st.runner and st.runner_start
       and M.start_time(st.runner) == st.runner_start
-    if st.autoremove and st.status ~= "running" and not runner_alive then
-      store:remove_container(st.id)
+    if st.status ~= "running" and not runner_alive then
+      -- never killing here: processes in it make it a container that runs
+      if st.cgroups and cgroup.open(st.cgroups):empty() and remove_cgroup(st) then
+        st.cgroups, st.cgroup_parents = nil, nil
+        store:write_state(st.id, st)
+      end
+      if st.autoremove then store:remove_container(st.id) end
     end
   end
+  local layout = cgroup.detect()
+  if layout then cgroup.sweep(layout) end
 end
 
 -- find(store, what) -> id: by name, full id or unique id prefix.
@@ -110,6 +126,17 @@ function M.create(store, o)
   })
 end
 
+-- cgroup_made(store, id, cgroup): records the folders of its cgroup
+-- (controller -> folder: `cgroups`, and the parent folders made for it:
+-- `cgroup_parents`) before anything runs in it, so that a runner killed
+-- at any moment leaves a cgroup that rm finds.
+function M.cgroup_made(store, id, cg)
+  local st = store:read_state(id)
+  st.cgroups = cg.paths
+  st.cgroup_parents = #cg.parents > 0 and cg.parents or nil
+  store:write_state(id, st)
+end
+
 -- started(store, id, proc): records the running process.
 function M.started(store, id, proc)
   local st = store:read_state(id)
@@ -119,29 +146,44 @@ function M.started(store, id, proc)
   store:write_state(id, st)
 end
 
--- exited(store, id, how, code): records how it ended.
-function M.exited(store, id, how, code)
+-- exited(store, id, how, code, [info]): records how it ended; `info`:
+-- oom_killed (the OOM killer killed in its cgroup: OOMKilled, as
+-- Docker's state says), cgroup (still there: kept in the state for rm).
+function M.exited(store, id, how, code, info)
   local st = store:read_state(id)
   st.status = "exited"
   st.exit_code = how == "signal" and 128 + code or code
+  st.OOMKilled = info and info.oom_killed or false
   st.finished = now_iso()
   st.pid, st.pid_start = nil, nil
+  if not (info and info.cgroup) then st.cgroups, st.cgroup_parents = nil, nil end
   store:write_state(id, st)
 end
 
 -- remove(store, id, force): refuses a running container unless forced
--- (then kills it first).
+-- (then kills it first). One whose runner was killed before it could say
+-- it runs is running all the same when processes are in its cgroup.
 function M.remove(store, id, force)
   local st = M.state(store, id)
+  if st and st.status ~= "running" and st.cgroups
+     and not cgroup.open(st.cgroups):empty() then
+    st.status = "running"
+  end
   if st and st.status == "running" then
     if not force then
       fail("container %s is running: stop it first or use rm -f", id:sub(1, 12))
     end
-    core.sys.kill(st.pid, 9)
+    if st.pid then core.sys.kill(st.pid, 9) end
+    if st.cgroups then cgroup.open(st.cgroups):kill() end  -- and all its processes
     for _ = 1, 200 do
       if not alive(st) then break end
       core.sys.sleep(0.01)
     end
+  end
+  -- a runner that was killed left the cgroup (its runner removes it)
+  if st then
+    local ok, err = remove_cgroup(st)
+    if not ok then fail("remove container %s: %s", id:sub(1, 12), err) end
   end
   store:remove_container(id)
 end

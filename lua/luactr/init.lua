@@ -7,8 +7,10 @@
 -- Functions raise a luactr error (see luactr.errors) when luactr itself
 -- fails; the container's own outcome is returned like os.execute's.
 local core = require "luactr.core"
+local cgroup = require "luactr.cgroup"
 local check = require "luactr.check"
 local errors = require "luactr.errors"
+local seccomp = require "luactr.seccomp"
 local spec = require "luactr.spec"
 local users = require "luactr.users"
 
@@ -32,6 +34,25 @@ local run_options = check.record({
   init = check.boolean,
   tty = check.boolean,
   interactive = check.boolean,
+  -- limits (luactr.cgroup): sizes are bytes or "512k", "64m", "1g"
+  memory = check.either(check.string, check.integer),
+  memory_swap = check.either(check.string, check.integer),
+  memory_reservation = check.either(check.string, check.integer),
+  cpus = check.either(check.number, check.string),
+  cpu_shares = check.integer,
+  cpuset_cpus = check.string,
+  cpuset_mems = check.string,
+  pids_limit = check.integer,
+  blkio_weight = check.integer,
+  device_read_bps = check.array(check.string),
+  device_write_bps = check.array(check.string),
+  cgroup_parent = check.string,
+  cap_add = check.array(check.string),
+  cap_drop = check.array(check.string),
+  privileged = check.boolean,
+  security_opt = check.array(check.string),
+  seccomp = check.either(check.string, check.table),
+  no_new_privileges = check.boolean,
 })
 
 -- A random id, Docker's way: 64 hex digits, shown by its first 12.
@@ -54,6 +75,38 @@ local function host_hostname()
   return name or "localhost"
 end
 
+-- Docker's security_opt words ("seccomp=unconfined", "seccomp=FILE",
+-- "no-new-privileges[=true|false]") become the options they stand for,
+-- and a seccomp profile named by its file is read and checked.
+local function confinement(n)
+  local function set(key, value, opt)
+    if n[key] ~= nil then
+      errors.raise(errors.FAILED, "run: security-opt %s: %s is given twice", opt, key)
+    end
+    n[key] = value
+  end
+  for _, opt in ipairs(n.security_opt or {}) do
+    local key, value = opt:match("^([^=:]+)[=:](.*)$")
+    key = key or opt
+    if key == "seccomp" and value and value ~= "" then
+      set("seccomp", value, opt)
+    elseif key == "no-new-privileges" and (value == nil or value == "true" or value == "false") then
+      set("no_new_privileges", value ~= "false", opt)
+    else
+      errors.raise(errors.FAILED, "run: security-opt: unsupported option '%s'", opt)
+    end
+  end
+  n.security_opt = nil
+  if type(n.seccomp) == "string" and n.seccomp ~= "unconfined" then
+    local profile, err = seccomp.load(n.seccomp)
+    if not profile then errors.raise(errors.FAILED, "run: seccomp profile %s", err) end
+    n.seccomp = profile
+  elseif type(n.seccomp) == "table" then
+    local msg = seccomp.check(n.seccomp, "run.seccomp")
+    if msg then errors.raise(errors.FAILED, "%s", msg) end
+  end
+end
+
 -- Normalises validated options: env as an array, defaults filled in.
 local function prepare(o)
   local n = {}
@@ -73,8 +126,11 @@ local function prepare(o)
   if n.workdir and n.workdir:sub(1, 1) ~= "/" then
     errors.raise(errors.FAILED, "run: workdir must be an absolute path, got '%s'", n.workdir)
   end
+  confinement(n)
+  n.id = n.id or M.new_id()  -- names its cgroup, and its host by default
   n.hostname = n.hostname or (n.network == "host" and host_hostname())
-    or (n.id or M.new_id()):sub(1, 12)
+    or n.id:sub(1, 12)
+  n.resources = cgroup.resources(n, "run")
   if n.tty then
     local rows, cols = core.pty.size(0)
     if not rows then rows, cols = core.pty.size(1) end
@@ -83,35 +139,69 @@ local function prepare(o)
   return n
 end
 
--- Spawns the container of prepared options `o` and waits for it.
--- `started(proc)` is called once it runs.
-local function execute(o, started)
+-- Makes the cgroup of prepared options `o` (luactr.cgroup), with its
+-- limits; raises when it cannot.
+local function make_cgroup(o)
+  local layout, why = cgroup.detect()
+  if not layout then errors.raise(errors.FAILED, "run: cgroup: %s", why) end
+  local ok, cg = pcall(cgroup.create, layout, o.id, o.resources, { parent = o.cgroup_parent })
+  if not ok then
+    if errors.is(cg) then errors.raise(cg.status, "run: %s", cg.message) end
+    error(cg, 0)
+  end
+  return cg
+end
+
+-- Spawns the container of prepared options `o` in its cgroup and waits
+-- for it; returns how and code, and { oom_killed=, cgroup= (when its
+-- removal failed) }. `made(cgroup)` is called once its cgroup is made,
+-- `started(proc)` once it runs.
+local function execute(o, started, made)
   local ok, user = pcall(users.resolve, o.rootfs, o.user)
   if not ok then
     if errors.is(user) then errors.raise(user.status, "run: %s", user.message) end
     error(user, 0)
   end
   local s = spec.build(o, user)
-  if o.store then o.store:write_config(o.id, s) end
-  local proc, err, errno, step = core.spawn(s, {
-    init = o.init and init_program() or nil,
-    stdin = (o.interactive or o.tty) and "inherit" or "null",
-    forward_signals = true,
-  })
-  if not proc then
-    local status = errors.FAILED
-    if step == "exec" then
-      local e = core.sys.errno
-      status = (errno == e.ENOENT or errno == e.ENOTDIR) and errors.NOT_FOUND
-        or errors.CANNOT_EXEC
+  -- its cgroup first: the container joins it before it runs anything
+  local cg = make_cgroup(o)
+  s.linux.resources = o.resources
+  s.linux.cgroupsPath = (o.cgroup_parent and o.cgroup_parent:gsub("/*$", "/") or "")
+    .. cgroup.name(o.id)
+  local ok, how, code = pcall(function()
+    if made then made(cg) end
+    if o.store then o.store:write_config(o.id, s) end
+    local proc, err, errno, step = core.spawn(s, {
+      init = o.init and init_program() or nil,
+      stdin = (o.interactive or o.tty) and "inherit" or "null",
+      forward_signals = true,
+      cgroups = cg:folders(),
+    })
+    if not proc then
+      local status = errors.FAILED
+      if step == "exec" then
+        local e = core.sys.errno
+        status = (errno == e.ENOENT or errno == e.ENOTDIR) and errors.NOT_FOUND
+          or errors.CANNOT_EXEC
+      end
+      errors.raise(status, "run: %s", err)
     end
-    errors.raise(status, "run: %s", err)
+    if started then started(proc) end
+    local h, c = proc:wait{ relay = o.tty, input = o.tty and o.interactive, raw = o.tty }
+    proc:close()
+    if not h then errors.raise(errors.FAILED, "run: %s", c) end
+    return h, c
+  end)
+  -- what the container did to its memory cgroup, then the cgroup is gone
+  -- (with any process left in it, if luactr itself failed)
+  local info = { oom_killed = cg:oom_killed() }
+  local removed, why = cg:remove()
+  if not removed then
+    info.cgroup = cg  -- still there: recorded, and removed by rm or a later sweep
+    io.stderr:write("luactr: warning: ", why, "\n")
   end
-  if started then started(proc) end
-  local how, code = proc:wait{ relay = o.tty, input = o.tty and o.interactive, raw = o.tty }
-  proc:close()
-  if not how then errors.raise(errors.FAILED, "run: %s", code) end
-  return how, code
+  if not ok then error(how, 0) end
+  return how, code, info
 end
 
 -- Docker's rules for an image's command: ENTRYPOINT, then the run's
@@ -161,16 +251,17 @@ local function run_image(o)
     error(err, 0)
   end
   n.store = store
-  local how, code
+  local how, code, info
   ok, err = pcall(function()
-    how, code = execute(n, function(proc) container.started(store, n.id, proc) end)
+    how, code, info = execute(n, function(proc) container.started(store, n.id, proc) end,
+      function(cg) container.cgroup_made(store, n.id, cg) end)
   end)
   if o.rm then
     store:remove_container(n.id)  -- no state to record: it is gone
   else
     store:unmount_container(n.id)
     if ok then
-      container.exited(store, n.id, how, code)
+      container.exited(store, n.id, how, code, info)
     else
       container.exited(store, n.id, "exit", errors.is(err) and err.status or 125)
     end
@@ -183,8 +274,16 @@ end
 -- run(options) -> true|nil, "exit"|"signal", code
 -- Runs a container to completion. Options: rootfs (a folder) or image (a
 -- name in the store), cmd; env, hostname, workdir, user, read_only,
--- network ("none" | "host"), init, tty, interactive; with an image also
--- name, rm, entrypoint.
+-- network ("none" | "host"), init, tty, interactive; confinement:
+-- cap_add, cap_drop (capability names, or "ALL"), privileged,
+-- security_opt (Docker's words), seccomp (a profile table in Docker's
+-- format, a file holding one, or "unconfined"), no_new_privileges
+-- (true by default); limits (the container's cgroup, see luactr.cgroup):
+-- memory, memory_swap ("-1": unlimited), memory_reservation (sizes:
+-- bytes or "512k", "64m", "1g"), cpus, cpu_shares, cpuset_cpus,
+-- cpuset_mems, pids_limit, blkio_weight, device_read_bps and
+-- device_write_bps ({ "/dev/sda:1mb" }), cgroup_parent; with an image
+-- also name, rm, entrypoint.
 function M.run(o)
   local msg = run_options(o, "run")
   if msg then errors.raise(errors.FAILED, "%s", msg) end
@@ -215,6 +314,31 @@ end
 -- images() -> the store's images (OCI image configs with .ref and .id)
 function M.images()
   return require("luactr.store").open():images()
+end
+
+-- stats(container, [previous]) -> { id=, name=, running=, cpu_percent=,
+-- memory_usage=, memory_limit=, memory_percent=, pids=, block_read=,
+-- block_write=, sample= }
+-- What a container (name, id or id prefix) uses now, from its cgroup;
+-- the CPU % is over the time since `previous` (an earlier result for the
+-- same container), and nil without one. Sizes in bytes.
+function M.stats(what, previous)
+  local store = require("luactr.store").open()
+  local container = require "luactr.container"
+  local id = container.find(store, what)
+  local st = container.state(store, id)
+  local r = { id = id, name = st.name, running = st.status == "running" }
+  if r.running and st.cgroups then
+    local s = cgroup.open(st.cgroups):stats()
+    r.sample = s
+    r.cpu_percent = cgroup.cpu_percent(previous and previous.sample, s)
+    r.memory_usage, r.memory_limit = s.memory_usage, s.memory_limit
+    if s.memory_usage and s.memory_limit and s.memory_limit > 0 then
+      r.memory_percent = s.memory_usage / s.memory_limit * 100
+    end
+    r.pids, r.block_read, r.block_write = s.pids, s.block_read, s.block_write
+  end
+  return r
 end
 
 return M

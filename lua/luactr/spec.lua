@@ -4,6 +4,10 @@
 -- masked, what the environment holds. The result is a plain table in the
 -- shape of the OCI runtime spec's config.json, which core.spawn executes
 -- and which crun or runc could run unchanged.
+local errors = require "luactr.errors"
+local json = require "luactr.json"
+local seccomp = require "luactr.seccomp"
+
 local M = {}
 
 M.DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -38,6 +42,98 @@ M.MOUNTS = {
     options = { "nosuid", "noexec", "nodev", "ro" } },
 }
 
+-- Docker's default capabilities: a root that can own and change files,
+-- switch users, bind low ports and use raw sockets, and little more.
+M.CAPABILITIES = {
+  "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+  "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+  "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+}
+
+-- capability_name("sys_admin") -> "CAP_SYS_ADMIN" (or "ALL"); any case,
+-- with or without the CAP_ prefix.
+function M.capability_name(name)
+  local up = name:upper()
+  if up == "ALL" then return up end
+  if up:sub(1, 4) ~= "CAP_" then up = "CAP_" .. up end
+  return up
+end
+
+-- The capabilities luactr itself may hand out: its own bounding set.
+local function own_capabilities()
+  local core = require "luactr.core"
+  local sets, err = core.caps.get()
+  if not sets then errors.raise(errors.FAILED, "run: %s", err) end
+  return sets.bounding
+end
+
+-- capability_list(o) -> the container's bounding set, as Docker makes it
+-- from `privileged`, `cap_add` and `cap_drop`: the default set less
+-- cap_drop plus cap_add; cap_add ALL is every capability but cap_drop's;
+-- cap_drop ALL leaves only cap_add. "Every capability" is every one that
+-- luactr holds.
+function M.capability_list(o)
+  if not (o.privileged or o.cap_add or o.cap_drop) then return M.CAPABILITIES end
+  local own = own_capabilities()
+  if o.privileged then return own end
+  local known, held = {}, {}
+  for _, c in ipairs(require("luactr.core").caps.names()) do known[c] = true end
+  for _, c in ipairs(own) do held[c] = true end
+  local function names(list, what)
+    local set, all = {}, false
+    for _, n in ipairs(list or {}) do
+      local c = M.capability_name(n)
+      if c == "ALL" then
+        all = true
+      elseif not known[c] then
+        errors.raise(errors.FAILED, "run: %s: unknown capability: %s", what, n)
+      else
+        set[#set + 1], set[c] = c, true
+      end
+    end
+    return set, all
+  end
+  local add, add_all = names(o.cap_add, "cap-add")
+  local drop, drop_all = names(o.cap_drop, "cap-drop")
+  local list, seen = {}, {}
+  local function put(c)
+    if not seen[c] then list[#list + 1], seen[c] = c, true end
+  end
+  if add_all then
+    for _, c in ipairs(own) do
+      if not drop[c] then put(c) end
+    end
+  else
+    if not drop_all then
+      for _, c in ipairs(M.CAPABILITIES) do
+        if not drop[c] then put(c) end
+      end
+    end
+    for _, c in ipairs(add) do
+      if not held[c] then
+        errors.raise(errors.FAILED, "run: cap-add: luactr itself does not hold %s", c)
+      end
+      put(c)
+    end
+  end
+  return list
+end
+
+-- capabilities(list, uid) -> OCI process.capabilities
+-- Root gets the whole list in every set; any other user gets none in
+-- effect (as Docker does: execve would clear them anyway) and keeps the
+-- bounding set. The inheritable set stays empty, as in Docker since
+-- CVE-2022-24769: with it a non-root user could regain capabilities
+-- through a file's inheritable ones.
+function M.capabilities(list, uid)
+  local function copy(t) return json.array(table.move(t, 1, #t, 1, {})) end
+  local none = {}
+  local caps = { bounding = copy(list), inheritable = copy(none), ambient = copy(none) }
+  local given = uid == 0 and list or none
+  caps.effective, caps.permitted = copy(given), copy(given)
+  return caps
+end
+
 -- The process environment: Docker's defaults, then the caller's.
 -- `env` is an array of "KEY=VALUE" (a later KEY replaces an earlier one).
 function M.environment(o, user, hostname)
@@ -59,8 +155,29 @@ function M.environment(o, user, hostname)
   return list
 end
 
+-- A copy of the default mounts with /sys writable, for --privileged.
+local function privileged_mounts()
+  local mounts = {}
+  for i, m in ipairs(M.MOUNTS) do
+    if m.destination == "/sys" then
+      local options = {}
+      for _, opt in ipairs(m.options) do
+        if opt ~= "ro" then options[#options + 1] = opt end
+      end
+      m = { destination = m.destination, type = m.type, source = m.source,
+            options = options }
+    end
+    mounts[i] = m
+  end
+  return mounts
+end
+
 -- build(o, user) -> spec
 -- `o`: validated run options; `user`: from luactr.users.resolve.
+-- Confinement: Docker's capabilities (o.privileged, o.cap_add,
+-- o.cap_drop), no_new_privs unless o.no_new_privileges is false, and a
+-- seccomp profile, o.seccomp (a profile table or "unconfined"; Docker's
+-- default when nil). o.privileged also lifts seccomp and the masks.
 function M.build(o, user)
   local namespaces = {
     { type = "pid" }, { type = "mount" }, { type = "uts" }, { type = "ipc" },
@@ -76,6 +193,7 @@ function M.build(o, user)
       args = o.cmd,
       env = M.environment(o, user, o.hostname),
       cwd = o.workdir or "/",
+      noNewPrivileges = o.no_new_privileges ~= false,
     },
     root = { path = o.rootfs, readonly = o.read_only or false },
     hostname = o.hostname,
@@ -86,6 +204,14 @@ function M.build(o, user)
       readonlyPaths = M.READONLY_PATHS,
     },
   }
+  local caps = M.capability_list(o)
+  spec.process.capabilities = M.capabilities(caps, user.uid)
+  if o.privileged then
+    spec.mounts = privileged_mounts()
+    spec.linux.maskedPaths, spec.linux.readonlyPaths = nil, nil
+  elseif o.seccomp ~= "unconfined" then
+    spec.linux.seccomp = seccomp.resolve(o.seccomp or seccomp.DEFAULT, caps)
+  end
   if o.console_size then
     spec.process.consoleSize = { height = o.console_size[1], width = o.console_size[2] }
   end

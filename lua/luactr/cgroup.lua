@@ -1,0 +1,826 @@
+-- luactr.cgroup: the cgroups of containers, on cgroup v1, v2 and hybrid
+-- hosts.
+--
+--   local layout = cgroup.detect()               -- where luactr's own are
+--   local r = cgroup.resources{ memory = "64m", pids_limit = 100 }
+--   local cg = cgroup.create(layout, id, r)      -- luactr-<id12>, limited
+--   core.spawn(spec, { cgroups = cg:folders() }) -- joined before exec
+--   cg:oom_killed(); cg:stats(); cg:kill(); cg:remove()
+--
+-- Policy lives here; core.cgroup only makes, writes, reads, kills and
+-- removes folders. The rules:
+-- * A container's cgroup is made beneath the cgroup luactr itself runs in,
+--   per controller (from /proc/self/cgroup), or beneath --cgroup-parent:
+--   relative, beneath luactr's own; absolute, an existing cgroup the user
+--   names. luactr never writes to, moves processes out of, or removes a
+--   cgroup it did not make. On v2 that means the controllers must already
+--   be enabled (delegated) in the parent's cgroup.subtree_control.
+-- * Each controller is taken from its v1 hierarchy when it has one, and
+--   otherwise from the unified (v2) hierarchy: v1, v2 and the hybrid
+--   layout (v1 controllers beside a cgroup2 mount) all work the same way.
+-- * Limits are the OCI spec's linux.resources, written to the v1 or v2
+--   files as crun's cgroup-resources.c writes them.
+local core = require "luactr.core"
+local errors = require "luactr.errors"
+
+local M = {}
+
+local cg = core.cgroup
+local fail = errors.fail
+local E = core.sys.errno
+
+-- The name of a container's cgroup folder.
+function M.name(id)
+  return "luactr-" .. id:sub(1, 12)
+end
+
+local NAME_PATTERN = "^luactr%-" .. ("%x"):rep(12) .. "$"
+
+local function basename(path)
+  return path:match("([^/]*)/*$")
+end
+
+local function dirname(path)
+  return path:match("^(.*)/[^/]*$") or "/"
+end
+
+local function readfile(path)
+  local f = io.open(path)
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- {====== sizes and run options
+
+local UNITS = { [""] = 1, k = 2 ^ 10, m = 2 ^ 20, g = 2 ^ 30, t = 2 ^ 40, p = 2 ^ 50 }
+
+-- size("64m") -> 67108864 | nil, message
+-- Docker's sizes: a number, optionally a unit k, m, g, t or p (powers of
+-- 1024, any case, "64mb" and "64MiB" too). An integer is a byte count.
+function M.size(s)
+  if math.type(s) == "integer" then return s end
+  if type(s) ~= "string" then return nil, "expected a size" end
+  local num, unit = s:lower():match("^(%d+%.?%d*) ?([kmgtp]?)i?b?$")
+  if not num then return nil, ("invalid size '%s' (e.g. 512k, 64m, 1g)"):format(s) end
+  return math.floor(tonumber(num) * UNITS[unit])
+end
+
+-- The number of CPUs this host has online.
+function M.online_cpus()
+  local text = readfile("/sys/devices/system/cpu/online") or "0"
+  local n = 0
+  for a, b in text:gmatch("(%d+)%-?(%d*)") do
+    n = n + (b ~= "" and tonumber(b) - tonumber(a) + 1 or 1)
+  end
+  return math.max(n, 1)
+end
+
+-- A device's major and minor numbers, from its path on the host.
+local function device_numbers(path, where)
+  local st, err = core.fs.stat(path)
+  if not st then fail("%s: %s", where, err) end
+  if st.type ~= "block" then fail("%s: %s is not a block device", where, path) end
+  local dev = st.rdev
+  local major = ((dev >> 8) & 0xfff) | ((dev >> 32) & ~0xfff)
+  local minor = (dev & 0xff) | ((dev >> 12) & ~0xff)
+  return major, minor
+end
+
+local function throttles(list, where)
+  local t = {}
+  for i, spec in ipairs(list or {}) do
+    local at = ("%s[%d]"):format(where, i)
+    local path, rate = tostring(spec):match("^(/.+):([^:]+)$")
+    if not path then fail("%s: expected DEVICE:RATE (e.g. /dev/sda:1mb), got '%s'", at, spec) end
+    local bytes, err = M.size(rate)
+    if not bytes then fail("%s: %s", at, err) end
+    local major, minor = device_numbers(path, at)
+    t[#t + 1] = { major = major, minor = minor, rate = bytes }
+  end
+  return #t > 0 and t or nil
+end
+
+-- A list of CPUs or memory nodes, as cpuset takes it: "0-2,4".
+local function cpu_list(s, where)
+  if s == nil then return nil end
+  for item in (s .. ","):gmatch("([^,]*),") do
+    local a, b = item:match("^(%d+)%-(%d+)$")
+    if not (a or item:match("^%d+$")) or (a and tonumber(a) > tonumber(b)) then
+      fail("%s: expected a list such as 0-2,4, got '%s'", where, s)
+    end
+  end
+  return s
+end
+
+-- resources(o, [where]) -> OCI linux.resources table, or nil when `o` sets
+-- no limit. `o` holds the run options (Docker's flag names, as keys):
+-- memory, memory_swap, memory_reservation (sizes), cpus (a number),
+-- cpu_shares, cpuset_cpus, cpuset_mems, pids_limit, blkio_weight,
+-- device_read_bps, device_write_bps (arrays of "DEVICE:RATE").
+-- Raises a luactr error naming the option when a value is wrong.
+function M.resources(o, where)
+  where = where or "run"
+  local function size(key)
+    if o[key] == nil then return nil end
+    local n, err = M.size(o[key])
+    if not n then fail("%s: %s: %s", where, key, err) end
+    return n
+  end
+  local r = {}
+  local limit = size("memory")
+  local swap
+  if o.memory_swap == -1 or o.memory_swap == "-1" then
+    swap = -1
+  else
+    swap = size("memory_swap")
+    if swap == 0 then swap = nil end
+  end
+  local reservation = size("memory_reservation")
+  if limit and limit < 6 * 2 ^ 20 then
+    fail("%s: memory: the minimum is 6m, got %s", where, o.memory)
+  end
+  if swap and not limit then
+    fail("%s: memory_swap needs memory as well", where)
+  end
+  if swap and swap ~= -1 and swap < limit then
+    fail("%s: memory_swap (memory and swap) must be at least memory", where)
+  end
+  if reservation and limit and reservation > limit then
+    fail("%s: memory_reservation must be at most memory", where)
+  end
+  -- Docker's default: as much swap as memory
+  if limit and not swap then swap = 2 * limit end
+  if limit or reservation then
+    r.memory = { limit = limit, swap = swap, reservation = reservation }
+  end
+
+  local cpu = {}
+  if o.cpus ~= nil then
+    local n = tonumber(o.cpus)
+    local ncpu = M.online_cpus()
+    if not n or n <= 0 then fail("%s: cpus: expected a positive number, got '%s'", where, o.cpus) end
+    if n > ncpu then
+      fail("%s: cpus: the range is from 0.01 to %d.00, as there are only %d CPUs", where, ncpu, ncpu)
+    end
+    cpu.period = 100000
+    cpu.quota = math.floor(n * cpu.period + 0.5)
+    if cpu.quota < 1000 then fail("%s: cpus: the minimum is 0.01", where) end
+  end
+  if o.cpu_shares ~= nil then
+    local n = math.tointeger(o.cpu_shares)
+    if not n or n < 2 or n > 262144 then
+      fail("%s: cpu_shares: expected an integer from 2 to 262144, got %s", where, o.cpu_shares)
+    end
+    cpu.shares = n
+  end
+  cpu.cpus = cpu_list(o.cpuset_cpus, where .. ": cpuset_cpus")
+  cpu.mems = cpu_list(o.cpuset_mems, where .. ": cpuset_mems")
+  if next(cpu) then r.cpu = cpu end
+
+  if o.pids_limit ~= nil then
+    local n = math.tointeger(o.pids_limit)
+    if not n then fail("%s: pids_limit: expected an integer, got %s", where, o.pids_limit) end
+    r.pids = { limit = n > 0 and n or -1 }
+  end
+
+  local io = {}
+  if o.blkio_weight ~= nil then
+    local n = math.tointeger(o.blkio_weight)
+    if not n or n < 10 or n > 1000 then
+      fail("%s: blkio_weight: expected an integer from 10 to 1000, got %s", where, o.blkio_weight)
+    end
+    io.weight = n
+  end
+  io.throttleReadBpsDevice = throttles(o.device_read_bps, where .. ": device_read_bps")
+  io.throttleWriteBpsDevice = throttles(o.device_write_bps, where .. ": device_write_bps")
+  if next(io) then r.blockIO = io end
+
+  return next(r) and r or nil
+end
+
+-- }======
+
+-- {====== files and values
+
+-- cgroup v2's cpu.weight from v1 shares, as crun and runc convert:
+-- [2, 262144] onto [1, 10000].
+function M.shares_to_weight(shares)
+  return 1 + ((shares - 2) * 9999) // 262142
+end
+
+-- v2's io.weight from a blkio weight, when io.bfq.weight is missing:
+-- [10, 1000] onto [1, 10000], as crun does.
+function M.blkio_to_io_weight(w)
+  return 1 + ((w - 10) * 9999) // 990
+end
+
+-- The logical controllers a container's cgroup is made in, and the name
+-- each has on v2 (false: no controller, the files are always there).
+local V2_NAME = { memory = "memory", pids = "pids", cpu = "cpu", cpuset = "cpuset",
+                  blkio = "io", cpuacct = false, freezer = false }
+
+-- Those luactr always puts a container in, where the host has them: for
+-- accounting (stats, OOM), killing and freezing, even with no limit.
+M.ALWAYS = { "memory", "pids", "cpu", "cpuacct", "freezer", "blkio" }
+
+-- settings(resources, versions) -> { { controller=, file=, value=,
+-- alt = { file=, value= }, optional= }, ... }, in the order to write.
+-- `versions` is 1 or 2, or a table from controller to 1 or 2. `alt` is
+-- written instead when `file` does not exist; an `optional` file that
+-- does not exist is skipped (swap with swap accounting off, as crun).
+function M.settings(r, versions)
+  local function version(c)
+    if type(versions) == "table" then return versions[c] or 1 end
+    return versions or 1
+  end
+  local list = {}
+  local function add(controller, file, value, extra)
+    local s = { controller = controller, file = file, value = tostring(value) }
+    for k, v in pairs(extra or {}) do s[k] = v end
+    list[#list + 1] = s
+  end
+  r = r or {}
+  local mem = r.memory
+  if mem then
+    if version("memory") == 2 then
+      if mem.limit then add("memory", "memory.max", mem.limit == -1 and "max" or mem.limit) end
+      if mem.swap then
+        local v = mem.swap
+        if v == -1 then v = "max" elseif mem.limit then v = v - mem.limit end
+        add("memory", "memory.swap.max", v, { optional = true })
+      end
+      if mem.reservation then add("memory", "memory.low", mem.reservation) end
+    else
+      if mem.limit then add("memory", "memory.limit_in_bytes", mem.limit) end
+      if mem.swap then add("memory", "memory.memsw.limit_in_bytes", mem.swap, { optional = true }) end
+      if mem.reservation then add("memory", "memory.soft_limit_in_bytes", mem.reservation) end
+    end
+  end
+  local cpu = r.cpu
+  if cpu then
+    if version("cpu") == 2 then
+      if cpu.shares then add("cpu", "cpu.weight", M.shares_to_weight(cpu.shares)) end
+      if cpu.quota or cpu.period then
+        add("cpu", "cpu.max", ("%s %d"):format(cpu.quota and cpu.quota > 0 and cpu.quota or "max",
+          cpu.period or 100000))
+      end
+    else
+      if cpu.shares then add("cpu", "cpu.shares", cpu.shares) end
+      if cpu.period then add("cpu", "cpu.cfs_period_us", cpu.period) end
+      if cpu.quota then add("cpu", "cpu.cfs_quota_us", cpu.quota) end
+    end
+    if cpu.cpus then add("cpuset", "cpuset.cpus", cpu.cpus) end
+    if cpu.mems then add("cpuset", "cpuset.mems", cpu.mems) end
+  end
+  if r.pids and r.pids.limit then
+    add("pids", "pids.max", r.pids.limit > 0 and r.pids.limit or "max")
+  end
+  local io = r.blockIO
+  if io then
+    local v2 = version("blkio") == 2
+    if io.weight then
+      if v2 then
+        add("blkio", "io.bfq.weight", io.weight,
+          { alt = { file = "io.weight", value = tostring(M.blkio_to_io_weight(io.weight)) } })
+      else
+        add("blkio", "blkio.weight", io.weight,
+          { alt = { file = "blkio.bfq.weight", value = tostring(io.weight) } })
+      end
+    end
+    for _, t in ipairs({ { "throttleReadBpsDevice", "read_bps_device", "rbps" },
+                         { "throttleWriteBpsDevice", "write_bps_device", "wbps" } }) do
+      for _, d in ipairs(io[t[1]] or {}) do
+        if v2 then
+          add("blkio", "io.max", ("%d:%d %s=%d"):format(d.major, d.minor, t[3], d.rate))
+        else
+          add("blkio", "blkio.throttle." .. t[2], ("%d:%d %d"):format(d.major, d.minor, d.rate))
+        end
+      end
+    end
+  end
+  return list
+end
+
+-- The controllers a resources table needs.
+local function required(r)
+  local need = {}
+  r = r or {}
+  if r.memory then need.memory = "memory" end
+  if r.cpu and (r.cpu.shares or r.cpu.quota or r.cpu.period) then need.cpu = "cpus or cpu_shares" end
+  if r.cpu and (r.cpu.cpus or r.cpu.mems) then need.cpuset = "cpuset_cpus or cpuset_mems" end
+  if r.pids then need.pids = "pids_limit" end
+  if r.blockIO then need.blkio = "blkio_weight or device_*_bps" end
+  return need
+end
+
+-- }======
+
+-- {====== layout
+
+local function unescape(s)
+  return (s:gsub("\\(%d%d%d)", function(o) return string.char(tonumber(o, 8)) end))
+end
+
+-- parse_mountinfo(text) -> the cgroup mounts: { root=, point=, fstype=,
+-- options = { [option] = true } }, in mount order.
+function M.parse_mountinfo(text)
+  local list = {}
+  for line in text:gmatch("[^\n]+") do
+    local pre, post = line:match("^(.-) %- (.*)$")
+    if pre then
+      local f = {}
+      for w in pre:gmatch("%S+") do f[#f + 1] = w end
+      local fstype, super = post:match("^(%S+) %S+ (%S+)")
+      if (fstype == "cgroup" or fstype == "cgroup2") and f[5] then
+        local options = {}
+        for opt in super:gmatch("[^,]+") do options[opt] = true end
+        list[#list + 1] = { root = unescape(f[4]), point = unescape(f[5]),
+                            fstype = fstype, options = options }
+      end
+    end
+  end
+  return list
+end
+
+-- parse_cgroup(text) -> the lines of /proc/PID/cgroup: { id=,
+-- controllers = { names }, path= }; v2's line has no controllers.
+function M.parse_cgroup(text)
+  local list = {}
+  for line in text:gmatch("[^\n]+") do
+    local id, names, path = line:match("^(%d+):([^:]*):(.*)$")
+    if id then
+      local controllers = {}
+      for n in names:gmatch("[^,]+") do controllers[#controllers + 1] = n end
+      list[#list + 1] = { id = tonumber(id), controllers = controllers, path = path }
+    end
+  end
+  return list
+end
+
+-- The part of cgroup `path` below a mount's `root`, or nil when the path
+-- is not beneath it (that mount does not show it).
+local function below(path, root)
+  if root == "/" then return path == "/" and "" or path end
+  if path == root then return "" end
+  if path:sub(1, #root + 1) == root .. "/" then return path:sub(#root + 1) end
+  return nil
+end
+
+local function words(text)
+  local set = {}
+  for w in (text or ""):gmatch("%S+") do set[w] = true end
+  return set
+end
+
+-- detect([{ mountinfo=, cgroup=, root= }]) -> layout | nil, message
+-- Finds the cgroup luactr runs in for each controller. `mountinfo` and
+-- `cgroup` are the texts of /proc/self/mountinfo and /proc/self/cgroup
+-- (read when absent), and `root` a folder prefixed to every path (a
+-- fake tree in tests). The layout:
+--   mode = "v1" | "v2" | "hybrid"
+--   controllers = { [name] = { version=, dir=, mount=, mount_root=,
+--                              path= (the cgroup path) } }
+--   unified = { dir=, mount=, mount_root=, path=, available=, delegated= }
+--     (when a cgroup2 hierarchy shows luactr's cgroup; `available` and
+--     `delegated` are the sets of its cgroup.controllers and
+--     cgroup.subtree_control)
+-- Controller names are the v1 ones (blkio for v2's io, and cpuacct and
+-- freezer for v2's core files).
+function M.detect(o)
+  o = o or {}
+  local mountinfo = o.mountinfo or readfile("/proc/self/mountinfo") or ""
+  local text = o.cgroup or readfile("/proc/self/cgroup") or ""
+  local prefix = o.root or ""
+  local mounts = M.parse_mountinfo(mountinfo)
+  local has_v1, has_v2 = false, false
+  for _, m in ipairs(mounts) do
+    if m.fstype == "cgroup2" then
+      has_v2 = true
+    else
+      for opt in pairs(m.options) do
+        if V2_NAME[opt] ~= nil or opt == "devices" or opt == "hugetlb"
+           or opt == "net_cls" or opt == "perf_event" then
+          has_v1 = true
+        end
+      end
+    end
+  end
+  if not has_v1 and not has_v2 then return nil, "no cgroup filesystem is mounted" end
+  local layout = { mode = has_v1 and has_v2 and "hybrid" or has_v1 and "v1" or "v2",
+                   root = prefix, controllers = {} }
+  local function place(path, fstype, wants)
+    for _, m in ipairs(mounts) do
+      if m.fstype == fstype and wants(m) then
+        local rest = below(path, m.root)
+        if rest then
+          return { dir = prefix .. m.point .. rest, mount = prefix .. m.point,
+                   mount_root = m.root, path = path }
+        end
+      end
+    end
+  end
+  for _, line in ipairs(M.parse_cgroup(text)) do
+    if #line.controllers == 0 and line.id == 0 then
+      local u = place(line.path, "cgroup2", function() return true end)
+      if u then
+        u.available = words(cg.read(u.dir, "cgroup.controllers"))
+        u.delegated = words(cg.read(u.dir, "cgroup.subtree_control"))
+        layout.unified = u
+      end
+    else
+      for _, name in ipairs(line.controllers) do
+        if not name:match("^name=") then
+          local at = place(line.path, "cgroup", function(m) return m.options[name] end)
+          if at then
+            at.version = 1
+            layout.controllers[name] = at
+          end
+        end
+      end
+    end
+  end
+  local u = layout.unified
+  if u then
+    for name, v2 in pairs(V2_NAME) do
+      if not layout.controllers[name] and (v2 == false or u.available[v2]) then
+        layout.controllers[name] = { version = 2, dir = u.dir, mount = u.mount,
+          mount_root = u.mount_root, path = u.path, v2name = v2 or nil }
+      end
+    end
+  end
+  return layout
+end
+
+-- }======
+
+-- {====== a container's cgroup
+
+local Cgroup = {}
+Cgroup.__index = Cgroup
+
+-- The folder that the container's folder goes in, for controller entry
+-- `e`, and the folders between it and luactr's own cgroup (to make).
+local function parent_of(e, parent)
+  if not parent or parent == "" then return e.dir, {} end
+  local function components(p, where)
+    local list = {}
+    for c in p:gmatch("[^/]+") do
+      if c == "." or c == ".." or not c:match("^[%w_.%-@:]+$") then
+        fail("%s: invalid cgroup path '%s'", where, p)
+      end
+      list[#list + 1] = c
+    end
+    return list
+  end
+  if parent:sub(1, 1) == "/" then
+    -- a cgroup the user names, by its path in the hierarchy: it must exist
+    components(parent, "cgroup_parent")
+    local rest = below(parent, e.mount_root)
+    if not rest then
+      fail("cgroup_parent: %s is not visible in %s", parent, e.mount)
+    end
+    local dir = e.mount .. rest
+    if not core.fs.stat(dir) then fail("cgroup_parent: no cgroup %s (%s)", parent, dir) end
+    return dir, {}
+  end
+  local between, dir = {}, e.dir
+  for _, c in ipairs(components(parent, "cgroup_parent")) do
+    dir = dir .. "/" .. c
+    between[#between + 1] = dir
+  end
+  return dir, between
+end
+
+-- A new v1 cpuset folder starts with no CPU and no memory node: it gets
+-- its parent's before anything can join it.
+local function copy_cpuset(dir)
+  for _, file in ipairs({ "cpuset.cpus", "cpuset.mems" }) do
+    local own = cg.read(dir, file)
+    if own and own:match("^%s*$") then
+      local value = errors.must("cgroup", cg.read(dirname(dir), file))
+      errors.must("cgroup", cg.write(dir, file, (value:gsub("%s+$", ""))))
+    end
+  end
+end
+
+-- create(layout, id, resources, [{ parent= }]) -> cgroup
+-- Makes the container's folder luactr-<id12> beneath luactr's own cgroup
+-- (or `parent`) in each hierarchy it uses, and writes the limits. Raises
+-- a luactr error, having removed what it made, when any step fails.
+function M.create(layout, id, resources, o)
+  o = o or {}
+  local need = required(resources)
+  local want = {}
+  for _, c in ipairs(M.ALWAYS) do want[c] = true end
+  for c in pairs(need) do want[c] = true end
+  local self = setmetatable({ id = id, paths = {}, versions = {}, parents = {} }, Cgroup)
+  local name = M.name(id)
+  local ok, err = pcall(function()
+    -- the controllers by the folder they go in (co-mounted v1 ones and
+    -- all of v2 share one)
+    local groups, order = {}, {}
+    local names = {}
+    for c in pairs(want) do names[#names + 1] = c end
+    table.sort(names)
+    for _, c in ipairs(names) do
+      local e = layout.controllers[c]
+      if not e then
+        if need[c] then
+          fail("cgroup: the %s controller is not available on this host (needed for %s)", c, need[c])
+        end
+      else
+        local base, between = parent_of(e, o.parent)
+        local g = groups[base]
+        if not g then
+          g = { base = base, between = between, entry = e, controllers = {} }
+          groups[base] = g
+          order[#order + 1] = g
+        end
+        g.controllers[#g.controllers + 1] = c
+      end
+    end
+    for _, g in ipairs(order) do
+      local v2 = g.entry.version == 2
+      local cpuset_v1 = false
+      for _, c in ipairs(g.controllers) do cpuset_v1 = cpuset_v1 or (c == "cpuset" and not v2) end
+      local enable = {}
+      if v2 then
+        -- v2: only controllers enabled above can be used; luactr enables
+        -- them only in folders it makes itself
+        local above = #g.between > 0 and dirname(g.between[1]) or g.base
+        local delegated = words(cg.read(above, "cgroup.subtree_control"))
+        local kept = {}
+        for _, c in ipairs(g.controllers) do
+          local v2name = V2_NAME[c]
+          if v2name == false or delegated[v2name] then
+            kept[#kept + 1] = c
+            if v2name then enable[#enable + 1] = "+" .. v2name end
+          elseif need[c] then
+            fail("cgroup: the %s controller is not enabled in %s/cgroup.subtree_control "
+              .. "(needed for %s); luactr does not change a cgroup it did not make: "
+              .. "delegate it there, or give a cgroup_parent where it is", v2name, above, need[c])
+          end
+        end
+        g.controllers = kept
+      end
+      for _, dir in ipairs(g.between) do
+        local made, merr, errno = cg.create(dir)
+        if made then
+          self.parents[#self.parents + 1] = dir
+          if cpuset_v1 then copy_cpuset(dir) end
+          if v2 and #enable > 0 then
+            errors.must("cgroup", cg.write(dir, "cgroup.subtree_control", table.concat(enable, " ")))
+          end
+        elseif errno ~= E.EEXIST then
+          fail("cgroup: %s", merr)
+        end
+      end
+      local leaf = g.base .. "/" .. name
+      local made, merr, errno = cg.create(leaf)
+      -- an existing luactr-<id12> can only be a leftover of this very
+      -- container id: it is ours
+      if not made and errno ~= E.EEXIST then fail("cgroup: %s", merr) end
+      for _, c in ipairs(g.controllers) do
+        self.paths[c] = leaf
+        self.versions[c] = g.entry.version
+      end
+      if cpuset_v1 then copy_cpuset(leaf) end
+    end
+    self:apply(resources)
+  end)
+  if not ok then
+    self:remove()
+    error(err, 0)
+  end
+  return self
+end
+
+-- open(paths, [parents]) -> cgroup: a container's cgroup again, from the
+-- folders recorded in its state (controller -> folder) and the parent
+-- folders that were made for it.
+function M.open(paths, parents)
+  local self = setmetatable({ paths = {}, versions = {}, parents = {} }, Cgroup)
+  for c, dir in pairs(paths or {}) do
+    self.paths[c] = dir
+    self.versions[c] = core.fs.stat(dir .. "/cgroup.controllers") and 2 or 1
+  end
+  for i, dir in ipairs(parents or {}) do self.parents[i] = dir end
+  return self
+end
+
+-- cgroup:folders() -> the distinct folders, sorted: what core.spawn's
+-- opts.cgroups takes (the container joins each).
+function Cgroup:folders()
+  local seen, list = {}, {}
+  for _, dir in pairs(self.paths) do
+    if not seen[dir] then
+      seen[dir] = true
+      list[#list + 1] = dir
+    end
+  end
+  table.sort(list)
+  return list
+end
+
+-- cgroup:apply(resources): writes the limits. Raises on failure.
+function Cgroup:apply(resources)
+  for _, s in ipairs(M.settings(resources, self.versions)) do
+    local dir = self.paths[s.controller]
+    if not dir then
+      fail("cgroup: the %s controller is not available for %s", s.controller, s.file)
+    end
+    local ok, err, errno = cg.write(dir, s.file, s.value)
+    if not ok and errno == E.ENOENT and s.alt then
+      ok, err, errno = cg.write(dir, s.alt.file, s.alt.value)
+    end
+    if not ok and not (errno == E.ENOENT and s.optional) then
+      fail("cgroup: %s %s: %s", s.file, s.value, err)
+    end
+  end
+end
+
+local function read_number(dir, file)
+  local text = dir and cg.read(dir, file)
+  return text and tonumber(text:match("^%s*(%d+)"))
+end
+
+-- "key value" lines (memory.stat, cpu.stat, memory.events, oom_control).
+local function keyed(dir, file)
+  local t = {}
+  local text = dir and cg.read(dir, file)
+  for k, v in (text or ""):gmatch("(%S+) (%d+)") do t[k] = tonumber(v) end
+  return t
+end
+
+-- cgroup:oom_kills() -> how many processes the OOM killer killed in it.
+function Cgroup:oom_kills()
+  local dir = self.paths.memory
+  if not dir then return 0 end
+  if self.versions.memory == 2 then return keyed(dir, "memory.events").oom_kill or 0 end
+  return keyed(dir, "memory.oom_control").oom_kill or 0
+end
+
+-- cgroup:oom_killed() -> true when the OOM killer killed anything in it.
+function Cgroup:oom_killed()
+  return self:oom_kills() > 0
+end
+
+local function host_memory()
+  local text = readfile("/proc/meminfo") or ""
+  local kb = tonumber(text:match("MemTotal:%s*(%d+)"))
+  return kb and kb * 1024 or nil
+end
+
+-- cgroup:stats() -> a sample: { time (monotonic seconds), cpu_ns,
+-- memory_usage, memory_limit, pids, pids_limit, block_read, block_write }
+-- (a field is nil when the host does not account it).
+-- Memory usage leaves the inactive file cache out, as Docker does; an
+-- unlimited memory limit is the host's memory.
+function Cgroup:stats()
+  local s = { time = core.sys.monotonic() }
+  local p, v = self.paths, self.versions
+  if p.cpuacct then
+    if v.cpuacct == 2 then
+      local usec = keyed(p.cpuacct, "cpu.stat").usage_usec
+      s.cpu_ns = usec and usec * 1000
+    else
+      s.cpu_ns = read_number(p.cpuacct, "cpuacct.usage")
+    end
+  end
+  if p.memory then
+    local host = host_memory()
+    local usage, limit, inactive
+    if v.memory == 2 then
+      usage = read_number(p.memory, "memory.current")
+      inactive = keyed(p.memory, "memory.stat").inactive_file
+      limit = read_number(p.memory, "memory.max")
+    else
+      usage = read_number(p.memory, "memory.usage_in_bytes")
+      inactive = keyed(p.memory, "memory.stat").total_inactive_file
+      limit = read_number(p.memory, "memory.limit_in_bytes")
+    end
+    if usage and inactive and inactive < usage then usage = usage - inactive end
+    if host and (not limit or limit > host) then limit = host end
+    s.memory_usage, s.memory_limit = usage, limit
+  end
+  if p.pids then
+    s.pids = read_number(p.pids, "pids.current")
+    s.pids_limit = read_number(p.pids, "pids.max")
+  end
+  if p.blkio then
+    local r, w = 0, 0
+    if v.blkio == 2 then
+      for line in (cg.read(p.blkio, "io.stat") or ""):gmatch("[^\n]+") do
+        r = r + (tonumber(line:match("rbytes=(%d+)")) or 0)
+        w = w + (tonumber(line:match("wbytes=(%d+)")) or 0)
+      end
+    else
+      local text = cg.read(p.blkio, "blkio.throttle.io_service_bytes_recursive")
+        or cg.read(p.blkio, "blkio.throttle.io_service_bytes") or ""
+      for op, n in text:gmatch("%d+:%d+ (%a+) (%d+)") do
+        if op == "Read" then r = r + tonumber(n) elseif op == "Write" then w = w + tonumber(n) end
+      end
+    end
+    s.block_read, s.block_write = r, w
+  end
+  return s
+end
+
+-- cpu_percent(before, after) -> the CPU used between two samples, in
+-- percent of one CPU (Docker's: 200% is two CPUs busy), or nil.
+function M.cpu_percent(a, b)
+  if not (a and b and a.cpu_ns and b.cpu_ns) or b.time <= a.time then return nil end
+  return (b.cpu_ns - a.cpu_ns) / ((b.time - a.time) * 1e9) * 100
+end
+
+-- cgroup:kill([sig]) -> true | nil, err: signals every process in it
+-- (SIGKILL: until none is left). Only folders named luactr-<id12> are
+-- touched: a state file that names another cgroup is not obeyed.
+function Cgroup:kill(sig)
+  local last, lerr = true, nil
+  for _, dir in ipairs(self:folders()) do
+    if basename(dir):match(NAME_PATTERN) then
+      local ok, err, errno = cg.kill(dir, sig)
+      if not ok and errno ~= E.ENOENT then last, lerr = nil, err end
+      if sig and sig ~= core.sys.signals.KILL then break end  -- once is enough
+    end
+  end
+  return last, lerr
+end
+
+-- cgroup:empty() -> true when no process is in any of its folders (a
+-- folder that is gone holds none).
+function Cgroup:empty()
+  for _, dir in ipairs(self:folders()) do
+    local procs = cg.procs(dir)
+    if procs and #procs > 0 then return false end
+  end
+  return true
+end
+
+-- cgroup:freeze() / cgroup:thaw() -> true | nil, err
+function Cgroup:freeze()
+  if not self.paths.freezer then return nil, "cgroup: no freezer" end
+  return cg.freeze(self.paths.freezer)
+end
+
+function Cgroup:thaw()
+  if not self.paths.freezer then return nil, "cgroup: no freezer" end
+  return cg.thaw(self.paths.freezer)
+end
+
+-- cgroup:remove() -> true | nil, err
+-- Kills what is left in the container's folders and removes them, then
+-- the parent folders made for it that nothing else uses any more. Only a
+-- folder named luactr-<id12> is ever removed, apart from those parents.
+-- A folder already gone is fine.
+function Cgroup:remove()
+  local result, why = true, nil
+  for _, dir in ipairs(self:folders()) do
+    if basename(dir):match(NAME_PATTERN) then
+      cg.kill(dir)
+      local ok, err, errno = cg.remove(dir, 2)
+      if not ok and errno ~= E.ENOENT then result, why = nil, err end
+    end
+  end
+  for i = #self.parents, 1, -1 do
+    cg.remove(self.parents[i], 0)  -- busy: another container is in it
+  end
+  return result, why
+end
+
+-- }======
+
+-- sweep(layout, [{ grace=, keep= }]) -> { removed folders }
+-- Removes the leftovers of runs that were killed before they could clean
+-- up: empty folders named luactr-<id12> directly beneath luactr's own
+-- cgroups, older than `grace` seconds (30: a run that is starting may not
+-- have joined its folder yet), whose id12 is not in the set `keep`.
+function M.sweep(layout, o)
+  o = o or {}
+  local grace, keep = o.grace or 30, o.keep or {}
+  local seen, removed = {}, {}
+  local now = os.time()
+  for _, e in pairs(layout.controllers) do
+    if not seen[e.dir] then
+      seen[e.dir] = true
+      for _, entry in ipairs(core.fs.readdir(e.dir) or {}) do
+        if entry:match(NAME_PATTERN) and not keep[entry:sub(8)] then
+          local dir = e.dir .. "/" .. entry
+          local st = core.fs.stat(dir)
+          local procs = cg.procs(dir)
+          if st and st.type == "dir" and procs and #procs == 0 and now - st.mtime >= grace
+             and cg.remove(dir, 0) then
+            removed[#removed + 1] = dir
+          end
+        end
+      end
+    end
+  end
+  table.sort(removed)
+  return removed
+end
+
+return M
