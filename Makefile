@@ -57,7 +57,9 @@ check-unprivileged: all
 	$(BUSTED) --exclude-tags=root tests
 
 # The whole suite against a core built with AddressSanitizer and UBSan.
-# lua5.4 itself is not instrumented, so the runtime is preloaded.
+# lua5.4 itself is not instrumented, so the runtime is preloaded. The
+# #network test is left out: it runs debootstrap, whose wget hangs at exit
+# with ASan preloaded; it is host programs, not our code, that it runs.
 ASAN_BUILD = build-asan
 asan:
 	$(MAKE) BUILD=$(ASAN_BUILD) CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
@@ -65,7 +67,7 @@ asan:
 	LUACTR_BUILDDIR=$(ASAN_BUILD) \
 	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	  $(BUSTED) --cpath='$(ASAN_BUILD)/?.so' tests
+	  $(BUSTED) --cpath='$(ASAN_BUILD)/?.so' --exclude-tags=network tests
 
 bench: all
 	$(LUA) bench/bench.lua

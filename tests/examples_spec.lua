@@ -1,7 +1,8 @@
 -- The example recipes build and run as the README says.
 local support = require "support"
 
-describe("recipes/python-app.lua #root #slow", function()
+-- #network: it runs debootstrap and apt-get against the Debian mirror.
+describe("recipes/python-app.lua #root #slow #network", function()
   it("builds a Debian base with python3 and serves the app", function()
     local root = support.store_root()
     finally(root.teardown)
