@@ -19,10 +19,11 @@ WARN    = -std=c11 -Wall -Wextra -Wshadow -Wmissing-prototypes \
 ALL_CFLAGS = $(CFLAGS) $(WARN) -fPIC -I$(LUA_INCDIR)
 LIBS    = -lbtrfsutil -lnettle -lcap -lseccomp
 
-SRC     = $(filter-out src/luactr-init.c,$(wildcard src/*.c))
+SRC     = $(filter-out src/luactr-init.c src/luactr-monitor.c,$(wildcard src/*.c))
 HDR     = $(wildcard src/*.h)
 CORE    = $(BUILD)/luactr/core.so
 INIT    = $(BUILD)/luactr/init
+MONITOR = $(BUILD)/luactr/monitor
 LUASRC  = $(wildcard lua/luactr/*.lua)
 LUAC    ?= luac5.4
 # the modules precompiled, for bin/luactr run in place (see bin/luactr)
@@ -32,7 +33,7 @@ BUSTED = $(LUA) /usr/bin/busted
 
 .PHONY: all deps check check-unprivileged asan bench install clean
 
-all: $(CORE) $(INIT) $(LUABC)
+all: $(CORE) $(INIT) $(MONITOR) $(LUABC)
 
 $(BUILD)/lua/%.lua: lua/%.lua
 	@mkdir -p $(dir $@)
@@ -46,6 +47,11 @@ $(CORE): $(SRC) $(HDR) Makefile
 $(INIT): src/luactr-init.c Makefile
 	@mkdir -p $(dir $@)
 	$(CC) -O2 $(WARN) -static -o $@ src/luactr-init.c
+
+# static too: one per detached container, so its private memory counts
+$(MONITOR): src/luactr-monitor.c Makefile
+	@mkdir -p $(dir $@)
+	$(CC) -O2 $(WARN) -static -o $@ src/luactr-monitor.c
 
 deps:
 	sh scripts/deps
@@ -71,6 +77,7 @@ asan:
 
 bench: all
 	$(LUA) bench/bench.lua
+	$(LUA) bench/detached.lua
 
 # The installed bin/luactr's shebang: LUA's absolute path, found at install
 # time (no exec of env at each start).
@@ -88,6 +95,7 @@ install: all
 	install -m 0644 $(LUASRC) $(DESTDIR)$(LUADIR)/luactr/
 	install -m 0755 $(CORE) $(DESTDIR)$(LIBDIR)/luactr/core.so
 	install -m 0755 $(INIT) $(DESTDIR)$(LIBDIR)/luactr/init
+	install -m 0755 $(MONITOR) $(DESTDIR)$(LIBDIR)/luactr/monitor
 	sed -e 's|^local INSTALLED = nil.*|local INSTALLED = { lua = "$(abspath $(RUN_LUADIR))", lib = "$(abspath $(RUN_LIBDIR))" }|' \
 	    -e '1s|.*|#!$(LUA_BIN)|' \
 	    bin/luactr > $(DESTDIR)$(BINDIR)/luactr

@@ -3,6 +3,7 @@
 --
 --   make bench                      (or: lua5.4 bench/bench.lua, as root)
 --   BENCH_ROUNDS=500 make bench
+--   BENCH_ONLY=exec make bench      (only `luactr exec` against `crun exec`)
 --
 -- The commands run round-robin in one process, because the machine is
 -- noisy: a slow minute then slows every command alike instead of the one
@@ -15,35 +16,25 @@
 -- there (never on the host) and measures every command in that namespace,
 -- luactr included, so that all of them run under the same conditions.
 
--- The checkout is the folder above this script's own.
-local function checkout_top()
-  local dir = arg[0]:match("^(.*)/[^/]*$") or "."
-  if dir:sub(1, 1) ~= "/" then
-    local p = assert(io.popen("pwd"))
-    dir = p:read("l") .. "/" .. dir
-    p:close()
-  end
-  return dir:match("^(.+)/bench/?$") or dir .. "/.."
-end
-
-local TOP = checkout_top()
-package.path = TOP .. "/lua/?.lua;" .. TOP .. "/lua/?/init.lua;" .. package.path
-package.cpath = TOP .. "/" .. (os.getenv("LUACTR_BUILDDIR") or "build") .. "/?.so;"
-                .. package.cpath
+local lib = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/lib.lua")
+local TOP = lib.TOP
 
 local sys = require("luactr.core").sys
 
 local WARMUP = 5
 local TARGET = 0.75  -- the issue's goal: luactr's median <= 0.75 x crun's
 
+-- What die runs before it exits: the ends of what must not outlive the
+-- bench (the containers the exec bench keeps running).
+local at_die = {}
+
 local function die(fmt, ...)
   io.stderr:write("bench: ", fmt:format(...), "\n")
+  for i = #at_die, 1, -1 do pcall(at_die[i]) end
   os.exit(1)
 end
 
-local function sh_quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local sh_quote = lib.quote
 
 -- capture(argv) -> ok, output (stdout and stderr together)
 -- For setup and checks only, never timed: it goes through a shell.
@@ -62,13 +53,7 @@ local function must(argv)
   return out
 end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read_file = lib.read_file
 
 local function mnt_namespace()
   return (must({ "readlink", "/proc/self/ns/mnt" }):gsub("%s+$", ""))
@@ -122,12 +107,17 @@ end
 
 -- crun's bundle: luactr's own spec, encoded as it is: the same
 -- capabilities and the same seccomp filter, so both do the same work.
-local function make_bundle(bundle, rootfs)
+local function make_bundle(bundle, rootfs, limit_opts, cgroups_path)
   local cjson = require "cjson"
   local spec = require("luactr.spec").build(
     { rootfs = rootfs, cmd = { "/bin/true" }, hostname = "bench" },
     { uid = 0, gid = 0, additionalGids = {}, home = "/root" })
   if spec.linux.resources then die("the spec has linux.resources; the bench wants none") end
+  if limit_opts then  -- as luactr.run makes them (luactr.init's prepare)
+    spec.linux.resources = require("luactr.cgroup").resources(limit_opts)
+    spec.linux.resources.devices = select(2, require("luactr.devices").prepare({}))
+    spec.linux.cgroupsPath = cgroups_path
+  end
   spec.root.path = rootfs
   -- cjson encodes an empty table as {}, not []: leave the field out.
   if #spec.process.user.additionalGids == 0 then spec.process.user.additionalGids = nil end
@@ -283,6 +273,127 @@ local function images(tmp, rootfs_cs, rounds)
   must({ "umount", root .. "/store" })
 end
 
+-- Issue 4's target: `luactr run` of /bin/true with a memory and a pids
+-- limit, default caps and seccomp, against `crun run` with real cgroups
+-- and the same limits (and Docker's device rules) on the same rootfs.
+-- crun's cgroupfs manager takes cgroupsPath from each v1 hierarchy's
+-- root: inside() has bound luactr's own cgroup over each mount point, so
+-- crun's folders, like luactr's, are made beneath luactr's own cgroup.
+local function limits(tmp, rootfs, rounds)
+  local id = ("luactr-%012x"):format(sys.getpid())  -- the name luactr would give
+  local bundle = tmp .. "/bundle-limits"
+  make_bundle(bundle, rootfs, { memory = "64m", pids_limit = 100 }, "/" .. id)
+  local state = tmp .. "/crun-state"
+  local cs = {
+    { name = "luactr -m --pids", argv = function()
+        return { TOP .. "/bin/luactr", "run", "--rootfs", rootfs, "-m", "64m",
+                 "--pids-limit", "100", "--", "/bin/true" }
+      end },
+    { name = "crun cgroupfs", argv = function(i)
+        return { "crun", "--root", state, "--cgroup-manager=cgroupfs", "run",
+                 "--bundle", bundle, "bench-limits-" .. i }
+      end },
+  }
+  measure(cs, rounds)
+  -- crun also makes a folder for the "0::" line of /proc/self/cgroup in
+  -- /sys/fs/cgroup/unified, here a plain folder of the host's cgroup
+  -- tmpfs (unified is unmounted in this namespace): remove it
+  local stray = "/sys/fs/cgroup/unified/" .. id
+  if #mounts_under("/sys/fs/cgroup/unified") == 0 and read_file(stray .. "/cgroup.procs") then
+    os.remove(stray .. "/cgroup.procs")
+    os.remove(stray)
+  end
+  local left = must({ "sh", "-c", "ls -d /sys/fs/cgroup/*/" .. id .. " 2>/dev/null; true" })
+  if left:find("%S") then die("cgroups left behind: %s", left) end
+  print()
+  print(("luactr bench: issue 4, -m 64m --pids-limit 100, default caps and seccomp, %d rounds"):format(rounds))
+  print("crun --cgroup-manager=cgroupfs, the same limits and device rules (v1 cgroups, made and removed each run)")
+  print()
+  local by = report(cs, "crun cgroupfs")
+  local ratio = by["luactr -m --pids"].median / by["crun cgroupfs"].median
+  print()
+  print(("target %.2f x crun with cgroups: %s (luactr median = %.2f x crun)")
+        :format(TARGET, ratio <= TARGET and "met" or "not met", ratio))
+end
+
+-- Issue 5's target: `luactr exec CONTAINER /bin/true` against `crun exec`,
+-- each into a `sleep` container of its own: luactr's run --init from the
+-- bench-small image (SIGTERM to its runner then ends it), crun's run -d
+-- from a bundle of luactr's spec with sleep as its command, cgroups
+-- disabled as above (luactr exec joins its container's cgroups all the
+-- same). Both load the container's seccomp filter compiled already.
+local function execs(tmp, rootfs, rounds)
+  local root = tmp .. "/luactr-root"
+  local recipe = TOP .. "/bench/images.lua"
+  sys.setenv("LUACTR_ROOT", root)
+  local luactr = TOP .. "/bin/luactr"
+  local ok, out = capture({ luactr, "build", "-q", recipe, "bench-small" })
+  if not ok then die("building %s failed:\n%s", recipe, out) end
+  local state = tmp .. "/crun-state"
+  local bundle = tmp .. "/bundle-exec"
+  make_bundle(bundle, rootfs)
+  local cjson = require "cjson"
+  local config = cjson.decode(read_file(bundle .. "/config.json"))
+  config.process.args = { "sleep", "100000" }
+  local f = assert(io.open(bundle .. "/config.json", "w"))
+  f:write(cjson.encode(config))
+  f:close()
+  -- both in the background, their stdio away from ours
+  local function background(argv)
+    local words = {}
+    for i, a in ipairs(argv) do words[i] = sh_quote(a) end
+    local pid, err = sys.spawnp({ "sh", "-c", "exec " .. table.concat(words, " ")
+                                  .. " </dev/null >/dev/null 2>&1" })
+    if not pid then die("%s: %s", argv[1], err) end
+    return pid
+  end
+  local runner = background({ luactr, "run", "--init", "--name", "bench-exec",
+                              "bench-small", "sleep", "100000" })
+  local crun_run = background({ "crun", "--root", state, "--cgroup-manager=disabled",
+                                "run", "-d", "--bundle", bundle, "bench-exec" })
+  local how, code = sys.waitpid(crun_run)
+  if how ~= "exit" or code ~= 0 then die("crun run -d: %s %d", how, code) end
+  local done = false
+  local function ended()
+    if done then return end
+    done = true
+    capture({ "crun", "--root", state, "delete", "-f", "bench-exec" })
+    sys.kill(runner, 15)
+    sys.waitpid(runner)
+  end
+  at_die[#at_die + 1] = ended
+  local up = false
+  for _ = 1, 200 do
+    up = capture({ luactr, "exec", "bench-exec", "/bin/true" })
+    if up then break end
+    sys.sleep(0.05)
+  end
+  if not up then
+    ended()
+    die("the luactr container bench-exec did not start")
+  end
+  local cs = {
+    { name = "luactr exec", argv = function()
+        return { luactr, "exec", "bench-exec", "/bin/true" }
+      end },
+    { name = "crun exec", argv = function()
+        return { "crun", "--root", state, "exec", "bench-exec", "/bin/true" }
+      end },
+  }
+  measure(cs, rounds)
+  ended()
+  table.remove(at_die)
+  must({ "umount", root .. "/store" })
+  print()
+  print(("luactr bench: issue 5, exec /bin/true into a running sleep container, %d rounds"):format(rounds))
+  print()
+  local by = report(cs, "crun exec")
+  local ratio = by["luactr exec"].median / by["crun exec"].median
+  print()
+  print(("target exec <= 1.0 x crun exec: %s (luactr exec median = %.2f x crun exec)")
+        :format(ratio <= 1.0 and "met" or "not met", ratio))
+end
+
 local function inside(tmp, host_ns)
   local rounds = tonumber(os.getenv("BENCH_ROUNDS") or "200")
   if not rounds or rounds < 1 or math.type(rounds) ~= "integer" then
@@ -293,9 +404,18 @@ local function inside(tmp, host_ns)
   if #mounts_under("/sys/fs/cgroup/unified") > 0 then
     must({ "umount", "/sys/fs/cgroup/unified" })
   end
+  -- luactr's own cgroup over each v1 mount point that shows more: crun
+  -- (see limits()) then makes its cgroups beneath it, as luactr does
+  for _, e in pairs(require("luactr.cgroup").detect().controllers) do
+    if e.version == 1 and e.dir ~= e.mount then must({ "mount", "--bind", e.dir, e.mount }) end
+  end
 
   local rootfs = tmp .. "/rootfs"
   must({ TOP .. "/scripts/busybox-rootfs", rootfs })
+  if os.getenv("BENCH_ONLY") == "exec" then  -- issue 5's part alone
+    execs(tmp, rootfs, rounds)
+    os.exit(0)
+  end
   make_bundle(tmp .. "/bundle", rootfs)
 
   local cs = contenders(tmp, rootfs)
@@ -320,7 +440,9 @@ local function inside(tmp, host_ns)
   print(("target %.2f x crun: %s (luactr median = %.2f x crun)")
         :format(TARGET, ratio <= TARGET and "met" or "not met", ratio))
 
+  limits(tmp, rootfs, rounds)
   images(tmp, cs, rounds)
+  execs(tmp, rootfs, rounds)
   os.exit(0)
 end
 

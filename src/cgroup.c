@@ -352,7 +352,8 @@ static bool reads_as(const char *dir, const char *file, const char *want) {
 }
 
 /* Writes the v2 or v1 freezer file and waits (up to `timeout` seconds)
-** for the group to reach the state. */
+** for the group to reach the state. A folder removed meanwhile (its last
+** process died, and its owner removed it) fails at once with ENOENT. */
 static int set_frozen(lua_State *L, bool freeze) {
   const char *dir = luaL_checkstring(L, 1);
   double timeout = (double)luaL_optnumber(L, 2, 5);
@@ -367,6 +368,8 @@ static int set_frozen(lua_State *L, bool freeze) {
   const char *want = v2 ? (freeze ? "frozen 1" : "frozen 0") : value;
   double deadline = now() + timeout;
   while (!reads_as(dir, state, want)) {
+    if (!exists(dir, state))
+      return fail_at(L, freeze ? "freeze" : "thaw", dir, ENOENT);
     if (now() > deadline)
       return fail_at(L, freeze ? "freeze" : "thaw", dir, EBUSY);
     /* v1 can stay FREEZING when a task is busy: asking again helps */
@@ -380,7 +383,8 @@ static int set_frozen(lua_State *L, bool freeze) {
 
 /* cgroup.freeze(dir, [timeout]) -> true | nil, err, errno
 ** Stops every process of the folder (v2 cgroup.freeze, v1 freezer.state),
-** waiting for the kernel to say it is frozen; EBUSY after `timeout` (5). */
+** waiting for the kernel to say it is frozen; EBUSY after `timeout` (5),
+** ENOENT when the folder is gone. */
 static int l_freeze(lua_State *L) {
   return set_frozen(L, true);
 }

@@ -13,6 +13,8 @@
 **   core.cgroup  cgroup folders: create, write, read, kill, freeze, remove
 **   core.caps    capability names and the caller's sets (libcap)
 **   core.seccomp seccomp profiles compiled with libseccomp
+**   core.devices device nodes; cgroup v2 device programs (eBPF)
+**   core.attach  the client of a detached container's monitor
 **   core.path    the file this library was loaded from
 */
 #define _GNU_SOURCE
@@ -46,7 +48,10 @@ int luaopen_luactr_core(lua_State *L) {
   lua_setfield(L, -2, "caps");
   lx_open_seccomp(L);
   lua_setfield(L, -2, "seccomp");
+  lx_open_devices(L);
+  lua_setfield(L, -2, "devices");
   lx_open_spawn(L);  /* sets core.spawn and the process metatable */
+  lx_open_attach(L);  /* sets core.attach */
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");
   /* where this library was loaded from: its helper programs sit beside it */

@@ -868,6 +868,123 @@ static int l_remove_tree(lua_State *L) {
 
 /* }====== */
 
+/* {====== shift_owner ====== */
+
+/*
+** The one-time chown of a container's own snapshot for a user namespace,
+** when its root cannot be an idmapped mount. Every owner below `count`
+** (the size of the range) becomes base + owner; other owners are left as
+** they are (unmapped, they show as nobody inside). So a walk that was
+** interrupted can simply be run again, and a hard link met twice is
+** shifted once, as long as base >= count. It stays on the filesystem it
+** starts on: nothing mounted inside, no other device, is touched.
+** chown clears set-user-ID and set-group-ID bits, so they are put back;
+** file capabilities (security.capability) are dropped by the kernel.
+*/
+
+typedef struct shift {
+  uid_t ubase;
+  gid_t gbase;
+  unsigned long count;
+  dev_t dev;
+  walk w;
+} shift;
+
+static int shift_one(shift *sh, int dfd, const char *name,
+                     const struct stat *st) {
+  uid_t u = st->st_uid < sh->count ? sh->ubase + st->st_uid : st->st_uid;
+  gid_t g = st->st_gid < sh->count ? sh->gbase + st->st_gid : st->st_gid;
+  int flags = AT_SYMLINK_NOFOLLOW | (*name ? 0 : AT_EMPTY_PATH);
+  if ((u != st->st_uid || g != st->st_gid) &&
+      fchownat(dfd, name, u, g, flags) < 0)
+    return walk_fail(&sh->w, "chown", errno);
+  if (!S_ISLNK(st->st_mode) && (st->st_mode & (S_ISUID | S_ISGID)) &&
+      fchmodat(dfd, *name ? name : ".", st->st_mode & 07777, 0) < 0)
+    return walk_fail(&sh->w, "chmod", errno);
+  return 0;
+}
+
+/* Shifts what is inside the folder open at `fd` (closed here). */
+static int shift_dir(shift *sh, int fd) {
+  DIR *d = fdopendir(fd);
+  if (!d) {
+    int e = errno;
+    close(fd);
+    return walk_fail(&sh->w, "opendir", e);
+  }
+  int r = 0;
+  struct dirent *de;
+  size_t len = sh->w.len;
+  while (r == 0 && (errno = 0, de = readdir(d))) {
+    if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+      continue;
+    if (!walk_push(&sh->w, de->d_name)) {
+      r = walk_fail(&sh->w, "walk", ENOMEM);
+      break;
+    }
+    struct stat st;
+    if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+      r = walk_fail(&sh->w, "stat", errno);
+    } else if (st.st_dev != sh->dev) {
+      /* another filesystem mounted inside: not ours to change */
+    } else if ((r = shift_one(sh, dirfd(d), de->d_name, &st)) == 0 &&
+               S_ISDIR(st.st_mode)) {
+      int sub = openat(dirfd(d), de->d_name,
+                       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      r = sub < 0 ? walk_fail(&sh->w, "open", errno) : shift_dir(sh, sub);
+    }
+    if (r == 0)
+      sh->w.path[sh->w.len = len] = '\0';
+  }
+  if (r == 0 && errno != 0)
+    r = walk_fail(&sh->w, "readdir", errno);
+  closedir(d);
+  return r;
+}
+
+/* fs.shift_owner(path, uid_base, gid_base, count) -> true | nil, err, errno
+** Adds uid_base (gid_base) to every owner (group) below `count` of the
+** tree at `path`, on its own filesystem only, keeping set-id bits. */
+static int l_shift_owner(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  shift sh;
+  memset(&sh, 0, sizeof sh);
+  sh.ubase = (uid_t)luaL_checkinteger(L, 2);
+  sh.gbase = (gid_t)luaL_checkinteger(L, 3);
+  sh.count = (unsigned long)luaL_checkinteger(L, 4);
+  if (sh.ubase < sh.count || sh.gbase < sh.count)
+    return luaL_argerror(L, 2, "the bases must not be below count");
+  int r = -1;
+  if (!walk_push(&sh.w, path)) {
+    walk_fail(&sh.w, "walk", ENOMEM);
+  } else {
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+      walk_fail(&sh.w, "open", errno);
+      if (fd >= 0)
+        close(fd);
+    } else {
+      sh.dev = st.st_dev;
+      r = shift_one(&sh, fd, "", &st);
+      if (r == 0)
+        r = shift_dir(&sh, fd);
+      else
+        close(fd);
+    }
+  }
+  if (r < 0) {
+    lua_pushfstring(L, "%s %s", sh.w.op, sh.w.path ? sh.w.path : path);
+    free(sh.w.path);
+    return lx_fail(L, lua_tostring(L, -1), sh.w.err);
+  }
+  free(sh.w.path);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* }====== */
+
 /* {====== copy ====== */
 
 /*
@@ -1183,6 +1300,7 @@ static const luaL_Reg fs_funcs[] = {
   {"statfs", l_statfs},
   {"lock", l_lock},
   {"remove_tree", l_remove_tree},
+  {"shift_owner", l_shift_owner},
   {"copy", l_copy},
   {NULL, NULL},
 };

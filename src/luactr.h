@@ -58,6 +58,11 @@ void lx_buf_catint(lx_buf *b, long v);
 ** result does not fit. */
 bool lx_path_join(char *out, const char *dir, const char *name);
 
+/* The start time of process `pid` (clock ticks since boot, field 22 of
+** /proc/PID/stat): with the pid it names one process, whatever pids are
+** reused. -1 with errno when it cannot be read (ESRCH: gone). */
+long long lx_start_time(pid_t pid);
+
 /* }====== */
 
 /* {====== mount mechanism shared with spawn ====== */
@@ -109,6 +114,14 @@ int lx_readonly_path(const char *path);
 ** already has (MS_RDONLY for a read-only root). 0 or -1/errno. */
 int lx_remount_bind(const char *path, unsigned long flags);
 
+/* Makes a detached recursive copy of the mount tree at `path` in which
+** files are seen through the id mappings of the user namespace
+** `usernsfd` (an idmapped mount; needs CAP_SYS_ADMIN over the
+** filesystem, so the host's root). Returns the tree's fd (close-on-exec),
+** to be attached with move_mount(2), or -1 with errno: EINVAL or
+** EOPNOTSUPP when the filesystem or kernel cannot idmap. */
+int lx_mount_idmapped(const char *path, int usernsfd);
+
 /* }====== */
 
 /* {====== namespaces ====== */
@@ -116,6 +129,10 @@ int lx_remount_bind(const char *path, unsigned long flags);
 /* The CLONE_NEW* flag of an OCI namespace type ("pid", "network", ...), or
 ** 0 when the name is unknown. */
 int lx_ns_flag(const char *type);
+
+/* Writes the id map `map` ("inside outside count" lines, `len` bytes) to
+** /proc/PID/<file>, "uid_map" or "gid_map". 0 or -1 with errno. */
+int lx_ns_write_map(pid_t pid, const char *file, const char *map, size_t len);
 
 /* }====== */
 
@@ -170,11 +187,36 @@ int lx_seccomp_load(const lx_seccomp *f);
 
 /* }====== */
 
+/* {====== device nodes, shared with spawn ====== */
+
+/* One entry of the OCI linux.devices: a node to make in the container. */
+typedef struct lx_device {
+  const char *path;       /* absolute, in the container */
+  mode_t mode;            /* S_IFCHR, S_IFBLK or S_IFIFO | fileMode */
+  dev_t dev;
+  uid_t uid;
+  gid_t gid;
+} lx_device;
+
+/* Parses the linux.devices array at `idx` into *list (*n entries), in a
+** userdata it pushes (exactly one value; keep it alive as long as the
+** list is used). Raises on a malformed entry. */
+void lx_devices_parse(lua_State *L, int idx, lx_device **list, int *n);
+
+/* Makes the nodes beneath `rootfd` (never resolving outside it, making
+** missing folders), replacing what is at their paths. 0, or -1 with
+** errno and *failed naming the path. Async-signal-safe. */
+int lx_devices_make(const lx_device *list, int n, int rootfd,
+                    const char **failed);
+
+/* }====== */
+
 /* {====== openers ====== */
 
 void lx_open_ns(lua_State *L);
 void lx_open_mount(lua_State *L);
 void lx_open_spawn(lua_State *L);
+void lx_open_attach(lua_State *L);
 void lx_open_pty(lua_State *L);
 void lx_open_sys(lua_State *L);
 void lx_open_fs(lua_State *L);
@@ -184,6 +226,7 @@ void lx_open_loop(lua_State *L);
 void lx_open_cgroup(lua_State *L);
 void lx_open_caps(lua_State *L);
 void lx_open_seccomp(lua_State *L);
+void lx_open_devices(lua_State *L);
 
 /* }====== */
 

@@ -278,6 +278,27 @@ int lx_readonly_path(const char *path) {
   return lx_remount_bind(path, MS_RDONLY);
 }
 
+int lx_mount_idmapped(const char *path, int usernsfd) {
+  /* A detached copy (with what is mounted beneath, as the plain rbind of
+  ** the root is): only a mount no namespace has seen may be idmapped. */
+  int tree = open_tree(AT_FDCWD, path,
+                       OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+  if (tree < 0)
+    return -1;
+  struct mount_attr attr;
+  memset(&attr, 0, sizeof attr);
+  attr.attr_set = MOUNT_ATTR_IDMAP;
+  attr.userns_fd = (uint64_t)usernsfd;
+  if (mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr,
+                    sizeof attr) < 0) {
+    int err = errno;
+    close(tree);
+    errno = err;
+    return -1;
+  }
+  return tree;
+}
+
 /* }====== */
 
 /* {====== Lua bindings ====== */

@@ -83,6 +83,51 @@ static int l_setns(lua_State *L) {
   return 1;
 }
 
+/* Writes `len` bytes of `map` ("inside outside count" lines) to
+** /proc/PID/<file> ("uid_map" or "gid_map") in the single write(2) the
+** kernel accepts. Real root in the parent namespace may write any map
+** without first denying setgroups (that rule is only for writers without
+** CAP_SETGID there). 0 or -1 with errno. */
+int lx_ns_write_map(pid_t pid, const char *file, const char *map, size_t len) {
+  char path[64];
+  lx_buf b;
+  lx_buf_init(&b);
+  lx_buf_cat(&b, "/proc/");
+  lx_buf_catint(&b, (long)pid);
+  lx_buf_cat(&b, "/");
+  lx_buf_cat(&b, file);
+  if (b.n >= sizeof path) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  memcpy(path, b.s, b.n + 1);
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  ssize_t w = write(fd, map, len);
+  int err = errno;
+  close(fd);
+  if (w != (ssize_t)len) {
+    errno = w < 0 ? err : EIO;
+    return -1;
+  }
+  return 0;
+}
+
+/* ns.write_map(pid, "uid_map" | "gid_map", text) -> true | nil, err, errno */
+static int l_write_map(lua_State *L) {
+  pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+  const char *file = luaL_checkstring(L, 2);
+  size_t len;
+  const char *map = luaL_checklstring(L, 3, &len);
+  if (strcmp(file, "uid_map") != 0 && strcmp(file, "gid_map") != 0)
+    return luaL_argerror(L, 2, "expected \"uid_map\" or \"gid_map\"");
+  if (lx_ns_write_map(pid, file, map, len) < 0)
+    return lx_fail(L, file, errno);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* ns.sethostname(name) -> true | nil, err, errno */
 static int l_sethostname(lua_State *L) {
   size_t len;
@@ -97,6 +142,7 @@ static const luaL_Reg ns_funcs[] = {
   {"unshare", l_unshare},
   {"setns", l_setns},
   {"sethostname", l_sethostname},
+  {"write_map", l_write_map},
   {NULL, NULL},
 };
 

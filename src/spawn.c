@@ -23,6 +23,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -63,21 +64,31 @@ typedef struct spec {
   bool root_ro;
   const char *hostname, *domainname;
   int nsflags;                   /* namespaces to create */
+  const char *uidmap, *gidmap;   /* user namespace: the maps the parent */
+  size_t uidmaplen, gidmaplen;   /* writes, "inside outside count" lines */
+  bool idmap_root;               /* root: an idmapped mount (opts) */
+  int syncfd;                    /* user namespace: the child waits here */
   int njoin;                     /* namespaces to join, by path */
   struct { int type; const char *path; } join[MAX_JOIN];
   unsigned long rootprop;
   lx_mount *mounts;
   int nmounts;
   bool dev_tmpfs;                /* /dev is ours to fill */
+  lx_device *devices;            /* linux.devices, made after /dev */
+  int ndevices;
   const char **masked, **ropaths;
   int nmasked, nro;
   /* from opts, not the OCI spec */
   const char *init;              /* the init program, or NULL */
   int initfd;
   bool stdin_null, forward, pdeath;
+  int stdio[3];                  /* fds to become 0, 1, 2, or -1 */
   const char *cgroups[MAX_CGROUPS];  /* cgroup folders to join */
   int ncgroups;
   int cgfds[MAX_CGROUPS];        /* their cgroup.procs, opened by spawn */
+  pid_t target;                  /* join mode: the running container's PID 1 */
+  long long target_start;        /* its start time (/proc stat), -1: unchecked */
+  int targetfd;                  /* its pidfd, opened by spawn */
   /* set up by spawn */
   int errfd, sockfd;
   sigset_t childmask;            /* the mask the command starts with */
@@ -266,12 +277,49 @@ static void parse_mounts(lua_State *L, int idx, spec *s) {
   lua_pop(L, 1);  /* the array; the scratch stays */
 }
 
+/* Reads the OCI id mappings linux.<key> (an array of {containerID,
+** hostID, size}) into the text /proc/PID/uid_map takes, left on the stack
+** (which anchors it). NULL, nothing pushed, when the key is absent. */
+static const char *idmap(lua_State *L, int idx, const char *key,
+                         size_t *len) {
+  if (!getfield(L, idx, key, LUA_TTABLE, "linux"))
+    return NULL;
+  int t = lua_gettop(L);
+  lua_Integer n = luaL_len(L, t);
+  if (n < 1 || n > 340)  /* the kernel takes at most 340 lines */
+    luaL_error(L, "spawn: linux.%s: expected 1 to 340 mappings", key);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (lua_Integer i = 1; i <= n; i++) {
+    if (lua_geti(L, t, i) != LUA_TTABLE)
+      luaL_error(L, "spawn: linux.%s[%d]: expected a table", key, (int)i);
+    static const char *const mk[] = {"containerID", "hostID", "size", NULL};
+    const char *where = lua_pushfstring(L, "spawn: linux.%s[%d]", key, (int)i);
+    lx_checkkeys(L, -2, where, mk);
+    lua_pop(L, 1);
+    lua_Integer v[3];
+    for (int j = 0; j < 3; j++) {
+      v[j] = optint(L, lua_gettop(L), mk[j], key, -1);
+      if (v[j] < 0 || v[j] > UINT32_MAX || (j == 2 && v[j] == 0))
+        luaL_error(L, "spawn: linux.%s[%d].%s: expected a %s", key, (int)i,
+                   mk[j], j == 2 ? "positive size" : "32-bit id");
+    }
+    lua_pop(L, 1);
+    lua_pushfstring(L, "%I %I %I\n", v[0], v[1], v[2]);
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+  lua_remove(L, t);  /* the array; the text stays */
+  return lua_tolstring(L, -1, len);
+}
+
 static void parse_linux(lua_State *L, int idx, spec *s) {
   /* resources and cgroupsPath are applied before spawn, by luactr.cgroup */
   static const char *const known[] = {"namespaces", "maskedPaths",
                                       "readonlyPaths", "rootfsPropagation",
                                       "seccomp", "resources", "cgroupsPath",
-                                      NULL};
+                                      "uidMappings", "gidMappings",
+                                      "devices", NULL};
   lx_checkkeys(L, idx, "spawn: linux", known);
   if (getfield(L, idx, "namespaces", LUA_TTABLE, "linux")) {
     int t = lua_gettop(L);
@@ -286,9 +334,10 @@ static void parse_linux(lua_State *L, int idx, spec *s) {
       if (!flag)
         luaL_error(L, "spawn: linux.namespaces[%d]: unknown type '%s'",
                    (int)i, type ? type : "(none)");
-      if (flag == CLONE_NEWUSER || flag == CLONE_NEWTIME)
-        luaL_error(L, "spawn: the %s namespace is not supported yet", type);
       const char *path = optstr(L, lua_gettop(L), "path", "namespaces[]");
+      if (flag == CLONE_NEWTIME || (flag == CLONE_NEWUSER && path))
+        luaL_error(L, "spawn: %s the %s namespace is not supported yet",
+                   path ? "joining" : "creating", type);
       if (path) {
         if (s->njoin == MAX_JOIN)
           luaL_error(L, "spawn: too many namespaces to join");
@@ -301,6 +350,13 @@ static void parse_linux(lua_State *L, int idx, spec *s) {
     }
     lua_pop(L, 1);
   }
+  s->uidmap = idmap(L, idx, "uidMappings", &s->uidmaplen);
+  s->gidmap = idmap(L, idx, "gidMappings", &s->gidmaplen);
+  if ((s->nsflags & CLONE_NEWUSER) && !(s->uidmap && s->gidmap))
+    luaL_error(L, "spawn: a user namespace needs linux.uidMappings and "
+               "linux.gidMappings");
+  if (!(s->nsflags & CLONE_NEWUSER) && (s->uidmap || s->gidmap))
+    luaL_error(L, "spawn: linux.uidMappings need a user namespace");
   if (getfield(L, idx, "maskedPaths", LUA_TTABLE, "linux"))
     s->masked = strings(L, "linux.maskedPaths", &s->nmasked);
   if (getfield(L, idx, "readonlyPaths", LUA_TTABLE, "linux"))
@@ -321,6 +377,10 @@ static void parse_linux(lua_State *L, int idx, spec *s) {
       luaL_error(L, "spawn: linux.rootfsPropagation: unknown value '%s'", prop);
     s->rootprop = flags[i];
   }
+  if (getfield(L, idx, "devices", LUA_TTABLE, "linux")) {
+    lx_devices_parse(L, lua_gettop(L), &s->devices, &s->ndevices);
+    lua_remove(L, -2);  /* the table; the list stays */
+  }
   if (getfield(L, idx, "seccomp", LUA_TTABLE, "linux")) {
     lx_seccomp_compile(L, lua_gettop(L), &s->seccomp);  /* pushes the BPF */
     lua_remove(L, -2);  /* the table; the program stays */
@@ -333,6 +393,7 @@ static void parse_spec(lua_State *L, spec *s) {
                                       "hostname", "domainname", "mounts",
                                       "linux", "annotations", NULL};
   memset(s, 0, sizeof *s);
+  s->stdio[0] = s->stdio[1] = s->stdio[2] = -1;
   lua_settop(L, 2);  /* spec, opts: what parsing pushes goes above them */
   luaL_checktype(L, 1, LUA_TTABLE);
   lx_checkkeys(L, 1, "spawn: spec", known);
@@ -361,12 +422,17 @@ static void parse_spec(lua_State *L, spec *s) {
     luaL_error(L, "spawn: hostname needs its own uts namespace");
   if (!lua_isnoneornil(L, 2)) {
     static const char *const ok[] = {"init", "stdin", "forward_signals",
-                                      "die_with_parent", "cgroups", NULL};
+                                      "die_with_parent", "cgroups", "idmap_root",
+                                      "join", "stdio",
+                                      "join_start", NULL};
     luaL_checktype(L, 2, LUA_TTABLE);
     lx_checkkeys(L, 2, "spawn: opts", ok);
     s->init = optstr(L, 2, "init", "opts");
     s->forward = optbool(L, 2, "forward_signals", "opts");
     s->pdeath = optbool(L, 2, "die_with_parent", "opts");
+    s->idmap_root = optbool(L, 2, "idmap_root", "opts");
+    if (s->idmap_root && !(s->nsflags & CLONE_NEWUSER))
+      luaL_error(L, "spawn: opts.idmap_root needs a user namespace");
     if (getfield(L, 2, "cgroups", LUA_TTABLE, "opts")) {
       int t = lua_gettop(L);
       lua_Integer n = luaL_len(L, t);
@@ -380,11 +446,33 @@ static void parse_spec(lua_State *L, spec *s) {
       }
       lua_pop(L, 1);
     }
+    if (getfield(L, 2, "stdio", LUA_TTABLE, "opts")) {
+      for (int i = 0; i < 3; i++) {
+        lua_geti(L, -1, i + 1);
+        int isint;
+        lua_Integer fd = lua_tointegerx(L, -1, &isint);
+        if (!isint || fd < (i == 0 ? -1 : 0))
+          luaL_error(L, "spawn: opts.stdio[%d]: expected a fd", i + 1);
+        s->stdio[i] = (int)fd;
+        lua_pop(L, 1);
+      }
+      lua_pop(L, 1);
+    }
     const char *in = optstr(L, 2, "stdin", "opts");
     if (in && strcmp(in, "null") == 0)
       s->stdin_null = true;
     else if (in && strcmp(in, "inherit") != 0)
       luaL_error(L, "spawn: opts.stdin: expected \"inherit\" or \"null\"");
+    s->target = (pid_t)optint(L, 2, "join", "opts", 0);
+    s->target_start = optint(L, 2, "join_start", "opts", -1);
+  }
+  if (s->target) {
+    /* join mode: the container's root, mounts and /dev are made already */
+    if (s->target < 0)
+      luaL_error(L, "spawn: opts.join: expected a pid");
+    if (s->init)
+      luaL_error(L, "spawn: opts.init and opts.join do not go together");
+    s->dev_tmpfs = false;
   }
 }
 
@@ -420,6 +508,30 @@ die(const spec *s, const char *step, const char *detail) {
   _exit(125);
 }
 
+/* One of the default device nodes in the container's /dev (`dev`). In a
+** user namespace the kernel refuses mknod (and a node on a filesystem
+** mounted there would not open anyway), so the host's own node is bind
+** mounted onto an empty file instead, as crun does. */
+static void make_device(const spec *s, int rootfd, int dev, const char *name,
+                        dev_t rdev) {
+  if (!(s->nsflags & CLONE_NEWUSER)) {
+    if (mknodat(dev, name, S_IFCHR | 0666, rdev) < 0 && errno != EEXIST)
+      die(s, "mknod /dev/", name);
+    return;
+  }
+  lx_buf path;
+  lx_buf_init(&path);
+  lx_buf_cat(&path, "/dev/");
+  lx_buf_cat(&path, name);
+  lx_mount m;
+  memset(&m, 0, sizeof m);
+  m.dest = m.source = path.s;  /* the host's /dev/NAME onto the container's */
+  m.bind = true;
+  m.flags = MS_BIND;
+  if (lx_mount_at(&m, rootfd, path.s) < 0)
+    die(s, "bind", path.s);
+}
+
 static void setup_devices(const spec *s, int rootfd) {
   static const struct { const char *name; unsigned maj, min; } devs[] = {
     {"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7},
@@ -434,9 +546,8 @@ static void setup_devices(const spec *s, int rootfd) {
   if (dev < 0)
     die(s, "open", "/dev");
   for (size_t i = 0; i < sizeof devs / sizeof devs[0]; i++)
-    if (mknodat(dev, devs[i].name, S_IFCHR | 0666,
-                makedev(devs[i].maj, devs[i].min)) < 0 && errno != EEXIST)
-      die(s, "mknod /dev/", devs[i].name);
+    make_device(s, rootfd, dev, devs[i].name,
+                makedev(devs[i].maj, devs[i].min));
   for (size_t i = 0; i < sizeof links / sizeof links[0]; i++)
     if (symlinkat(links[i].to, dev, links[i].name) < 0 && errno != EEXIST)
       die(s, "symlink /dev/", links[i].name);
@@ -615,6 +726,14 @@ finish(const spec *s, int slave, bool leader) {
         die(s, "dup2", "console");
     if (slave > 2)
       close(slave);
+  } else if (s->stdio[1] >= 0) {
+    /* pipes a monitor holds the other ends of (luactr.monitor); no
+    ** stdin pipe: /dev/null */
+    int in = s->stdio[0] >= 0 ? s->stdio[0]
+                              : open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (in < 0 || dup2(in, 0) < 0 || dup2(s->stdio[1], 1) < 0 ||
+        dup2(s->stdio[2], 2) < 0)
+      die(s, "dup2", "stdio");
   } else if (s->stdin_null) {
     int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (fd < 0 || dup2(fd, 0) < 0)
@@ -622,8 +741,9 @@ finish(const spec *s, int slave, bool leader) {
     close(fd);
   }
   /* the working directory is made (as root) when it is missing, as
-  ** Docker does; entering it waits for the final user */
-  if (strcmp(s->cwd, "/") != 0) {
+  ** Docker does; entering it waits for the final user. An exec (join)
+  ** changes nothing in a running container: a missing one is an error. */
+  if (!s->target && strcmp(s->cwd, "/") != 0) {
     int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
     int fd = root < 0 ? -1 : lx_open_in_root(root, s->cwd, true, false);
     if (fd < 0)
@@ -645,6 +765,65 @@ finish(const spec *s, int slave, bool leader) {
   _exit(127);  /* not reached: exec_command dies */
 }
 
+/* Receives one byte and, when one came with it, a fd (*fd, else -1)
+** from unix socket `sock`. Returns what recvmsg did: 1, 0 at the end,
+** -1 with errno. Async-signal-safe. */
+static ssize_t recv_byte_fd(int sock, int *fd) {
+  char byte;
+  struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+  union {
+    struct cmsghdr h;
+    char buf[CMSG_SPACE(sizeof(int))];
+  } u;
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1,
+                       .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+  ssize_t n;
+  do
+    n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  *fd = -1;
+  struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&msg) : NULL;
+  if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+    memcpy(fd, CMSG_DATA(c), sizeof *fd);
+  return n;
+}
+
+/* In a new user namespace: waits for the parent to write our maps (and,
+** with idmap_root, to send the idmapped root as a mount fd). Returns the
+** root's mount fd, or -1 when there is none. */
+static int enter_userns(const spec *s) {
+  int tree;
+  ssize_t n = recv_byte_fd(s->syncfd, &tree);
+  if (n <= 0) {
+    if (n == 0)
+      errno = EPIPE;  /* the parent gave up */
+    die(s, "wait for", "the id maps");
+  }
+  close(s->syncfd);
+  if (s->idmap_root && tree < 0) {
+    errno = EPROTO;
+    die(s, "receive", "the idmapped root");
+  }
+  return tree;
+}
+
+/* Becomes the user namespace's root. Until then our ids are still the
+** host's root, unmapped here: whatever we created would fail (EOVERFLOW)
+** and files host root owns would still be ours -- which lets us reach
+** the root filesystem through the store's private folders first. */
+static void become_ns_root(const spec *s) {
+  /* host root's supplementary groups would still open what they own */
+  if (setresgid(0, 0, 0) < 0)
+    die(s, "setresgid", "0");
+  if (setgroups(0, NULL) < 0)
+    die(s, "setgroups", NULL);
+  if (setresuid(0, 0, 0) < 0)
+    die(s, "setresuid", "0");
+  /* a change of user clears the parent-death signal: arm it again */
+  if (s->pdeath && prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+    die(s, "prctl", "pdeathsig");
+}
+
 static void __attribute__((noreturn)) child_main(spec *s) {
   /* A build step must not outlive its builder: killed with it, the pid
   ** namespace goes and takes every process of the step along. */
@@ -659,6 +838,7 @@ static void __attribute__((noreturn)) child_main(spec *s) {
   if (s->ncgroups && (s->nsflags & CLONE_NEWCGROUP) &&
       unshare(CLONE_NEWCGROUP) < 0)
     die(s, "unshare", "cgroup namespace");
+  int tree = (s->nsflags & CLONE_NEWUSER) ? enter_userns(s) : -1;
   /* Ignored signals survive exec: give the command default ones. */
   for (int sig = 1; sig < _NSIG; sig++)
     if (sig != SIGKILL && sig != SIGSTOP)
@@ -673,16 +853,28 @@ static void __attribute__((noreturn)) child_main(spec *s) {
   /* Nothing we mount may propagate back to the host. */
   if (mount(NULL, "/", NULL, s->rootprop, NULL) < 0)
     die(s, "make-private", "/");
-  if (mount(s->root, s->root, NULL, MS_BIND | MS_REC, NULL) < 0)
+  if (tree >= 0) {
+    /* the idmapped copy of the root the parent made, in place of the
+    ** plain rbind */
+    if (move_mount(tree, "", AT_FDCWD, s->root, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+      die(s, "attach idmapped root", s->root);
+    close(tree);
+  } else if (mount(s->root, s->root, NULL, MS_BIND | MS_REC, NULL) < 0) {
     die(s, "bind", s->root);
+  }
   int rootfd = open(s->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (rootfd < 0)
     die(s, "open", s->root);
+  if (s->nsflags & CLONE_NEWUSER)
+    become_ns_root(s);
   for (int i = 0; i < s->nmounts; i++)
     if (lx_mount_at(&s->mounts[i], rootfd, s->mounts[i].dest) < 0)
       die(s, "mount", s->mounts[i].dest);
   if (s->dev_tmpfs)
     setup_devices(s, rootfd);
+  const char *failed;
+  if (lx_devices_make(s->devices, s->ndevices, rootfd, &failed) < 0)
+    die(s, "mknod", failed);
   if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0)
     die(s, "sethostname", s->hostname);
   if (s->domainname && setdomainname(s->domainname, strlen(s->domainname)) < 0)
@@ -729,6 +921,39 @@ static void __attribute__((noreturn)) child_main(spec *s) {
   die(s, "exec", s->init);
 }
 
+/* Join mode (exec): a process that enters a running container instead of
+** making one. It is in the container's pid namespace from birth (see
+** clone_joiner); it joins the cgroup, then every other namespace at once
+** through the pidfd, and from there on is what finish() makes of any
+** container process: user, capabilities, seccomp, no_new_privs, exec.
+** No mount, no pivot_root, no /dev: setns into the mount namespace makes
+** the container's root our "/" and our working directory. */
+static void __attribute__((noreturn)) join_main(spec *s) {
+  /* Not dumpable until the exec: the container's processes, which share
+  ** our pid namespace now, must not ptrace or read /proc/PID/fd of a
+  ** process that still holds host fds and all capabilities (runc's
+  ** CVE-2016-9962). execve makes the command dumpable again. */
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+    die(s, "prctl", "dumpable");
+  if (s->pdeath && prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+    die(s, "prctl", "pdeathsig");
+  /* the cgroup first, as the container's own PID 1 did: written from the
+  ** host's cgroup namespace, where the recorded folders are */
+  for (int i = 0; i < s->ncgroups; i++)
+    if (write(s->cgfds[i], "0", 1) != 1)
+      die(s, "join cgroup", s->cgroups[i]);
+  for (int sig = 1; sig < _NSIG; sig++)
+    if (sig != SIGKILL && sig != SIGSTOP)
+      signal(sig, SIG_DFL);
+  int flags = s->nsflags & ~CLONE_NEWPID;  /* pid: ours since clone */
+  if (flags && setns(s->targetfd, flags) < 0)
+    die(s, "setns", "container namespaces");
+  close(s->targetfd);
+  /* the pty comes from the container's own devpts (its /dev/ptmx) */
+  int slave = s->terminal ? open_console(s) : -1;
+  finish(s, slave, true);
+}
+
 /* }====== */
 
 /* {====== the parent ====== */
@@ -754,26 +979,8 @@ static void forward_set(sigset_t *set) {
 }
 
 static int recv_fd(int sock) {
-  char byte;
-  struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-  union {
-    struct cmsghdr h;
-    char buf[CMSG_SPACE(sizeof(int))];
-  } u;
-  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1,
-                       .msg_control = u.buf, .msg_controllen = sizeof u.buf};
-  ssize_t n;
-  do
-    n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-  while (n < 0 && errno == EINTR);
-  if (n <= 0)
-    return -1;
-  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-  if (!c || c->cmsg_type != SCM_RIGHTS)
-    return -1;
   int fd;
-  memcpy(&fd, CMSG_DATA(c), sizeof fd);
-  return fd;
+  return recv_byte_fd(sock, &fd) > 0 ? fd : -1;
 }
 
 static pid_t clone_child(int flags, int *pidfd) {
@@ -785,12 +992,139 @@ static pid_t clone_child(int flags, int *pidfd) {
   return (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
 }
 
+/* Opens a pidfd of the container's PID 1 for a join (it pins that very
+** process: setns through it can never reach another one that took the
+** pid later). The start time, when given, is checked once the pidfd is
+** open, so the pidfd surely names the process the caller recorded.
+** Returns the fd, or -1 with errno (ESRCH: it is gone). */
+static int open_target(const spec *s) {
+  int fd = (int)syscall(SYS_pidfd_open, s->target, 0);
+  if (fd < 0)
+    return -1;
+  if (s->target_start >= 0 && lx_start_time(s->target) != s->target_start) {
+    close(fd);
+    errno = ESRCH;
+    return -1;
+  }
+  return fd;
+}
+
+/* Clones the child of a join into the container's pid namespace.
+** setns(CLONE_NEWPID) never moves the caller, only the children it makes
+** next (its pid_for_children), and clone3 has no flag for "into that pid
+** namespace". So the parent points its own pid_for_children at the
+** container just for the clone and points it back at once: one clone,
+** and the command is our child, which process:wait needs. The other way
+** (setns in the child, then fork again) costs a second fork and leaves a
+** middle process between us and the command. Every signal is blocked
+** around this, and Lua is single-threaded: nothing else forks meanwhile.
+** Returns as clone_child, with errno kept. */
+static pid_t clone_joiner(const spec *s, int *pidfd) {
+  if (!(s->nsflags & CLONE_NEWPID))
+    return clone_child(0, pidfd);
+  int back = open("/proc/self/ns/pid_for_children", O_RDONLY | O_CLOEXEC);
+  if (back < 0)
+    return -1;
+  if (setns(s->targetfd, CLONE_NEWPID) < 0) {
+    int e = errno;
+    close(back);
+    errno = e;
+    return -1;
+  }
+  pid_t pid = clone_child(0, pidfd);
+  if (pid == 0)
+    return 0;  /* the child; `back` closes on exec */
+  int e = errno;
+  if (setns(back, CLONE_NEWPID) < 0) {
+    /* never seen (our own pid namespace is always allowed), but then the
+    ** next process luactr starts would land in the container: fail */
+    e = errno;
+    if (pid > 0) {
+      syscall(SYS_pidfd_send_signal, *pidfd, SIGKILL, NULL, 0);
+      waitpid(pid, NULL, 0);
+      close(*pidfd);
+      *pidfd = -1;
+    }
+    pid = -1;
+  }
+  close(back);
+  errno = e;
+  return pid;
+}
+
+/* The parent's part of a new user namespace: writes the child's uid and
+** gid maps, makes the idmapped copy of its root when asked (only the
+** host's root may: it needs CAP_SYS_ADMIN over the filesystem), and lets
+** the child go on, sending that copy along. Returns NULL, or the step
+** that failed with *err (and *detail) set. */
+static const char *userns_start(const spec *s, pid_t pid, int syncfd,
+                                const char **detail, int *err) {
+  if (lx_ns_write_map(pid, "uid_map", s->uidmap, s->uidmaplen) < 0) {
+    *err = errno;
+    return "uid_map";
+  }
+  if (lx_ns_write_map(pid, "gid_map", s->gidmap, s->gidmaplen) < 0) {
+    *err = errno;
+    return "gid_map";
+  }
+  int tree = -1;
+  if (s->idmap_root) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/ns/user", (int)pid);
+    int ns = open(path, O_RDONLY | O_CLOEXEC);
+    if (ns < 0) {
+      *err = errno;
+      *detail = "user namespace";
+      return "open";
+    }
+    tree = lx_mount_idmapped(s->root, ns);
+    *err = errno;
+    close(ns);
+    if (tree < 0) {
+      *detail = s->root;
+      return "idmap";
+    }
+  }
+  char byte = 0;
+  struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+  union {
+    struct cmsghdr h;
+    char buf[CMSG_SPACE(sizeof(int))];
+  } u;
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+  if (tree >= 0) {
+    msg.msg_control = u.buf;
+    msg.msg_controllen = sizeof u.buf;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &tree, sizeof(int));
+  }
+  ssize_t n;
+  do
+    n = sendmsg(syncfd, &msg, MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  *err = errno;
+  if (tree >= 0)
+    close(tree);
+  return n == 1 ? NULL : "sync";
+}
+
 /* core.spawn(spec, [opts]) -> process | nil, err, errno, step
 ** opts: init (path of luactr-init, to run as PID 1), stdin ("inherit" | "null"),
 ** forward_signals (block them from now until process:wait forwards),
 ** die_with_parent (SIGKILL the container when the caller dies),
 ** cgroups (folders whose cgroup.procs the container joins before it
-** runs anything: one per v1 hierarchy, or the one v2 folder). */
+** runs anything: one per v1 hierarchy, or the one v2 folder),
+** join (join mode, for exec: the pid of a running container's PID 1,
+** whose namespaces the process enters instead of making new ones, with
+** no mount, pivot_root or /dev of its own; the spec's namespaces say
+** which; join_start: that process's start time, checked against the pid's
+** reuse; a process gone fails as "join container: No such process"),
+** stdio ({in, out, err}: fds that become the container's 0, 1 and 2,
+** for a monitor that holds the other ends; in -1: /dev/null; not with a
+** terminal). */
 static int l_spawn(lua_State *L) {
   spec s;
   parse_spec(L, &s);
@@ -816,6 +1150,22 @@ static int l_spawn(lua_State *L) {
       close(s.initfd);
     return lx_fail(L, "socketpair", e);
   }
+  /* a new user namespace: the child waits on syncp for its id maps */
+  int syncp[2] = {-1, -1};
+  if ((s.nsflags & CLONE_NEWUSER) && !s.target &&
+      socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, syncp) < 0) {
+    int e = errno;
+    close(errp[0]);
+    close(errp[1]);
+    if (sockp[0] >= 0) {
+      close(sockp[0]);
+      close(sockp[1]);
+    }
+    if (s.initfd >= 0)
+      close(s.initfd);
+    return lx_fail(L, "socketpair", e);
+  }
+  s.syncfd = syncp[1];
   process *p = lua_newuserdatauv(L, sizeof *p, 0);
   p->pid = -1;
   p->pidfd = p->master = -1;
@@ -830,6 +1180,10 @@ static int l_spawn(lua_State *L) {
   s.errfd = errp[1];
   s.sockfd = sockp[1];
   int cgerr = 0, flags = s.nsflags;
+  int joinerr = 0;
+  s.targetfd = -1;
+  if (s.target && (s.targetfd = open_target(&s)) < 0)
+    joinerr = errno;
   for (int i = 0; i < s.ncgroups; i++)
     s.cgfds[i] = -1;
   for (int i = 0; i < s.ncgroups && !cgerr; i++) {
@@ -841,14 +1195,24 @@ static int l_spawn(lua_State *L) {
   }
   if (s.ncgroups)
     flags &= ~CLONE_NEWCGROUP;  /* the child unshares it once it has joined */
-  pid_t pid = cgerr ? -1 : clone_child(flags, &p->pidfd);
+  pid_t pid = cgerr || joinerr ? -1
+            : s.target ? clone_joiner(&s, &p->pidfd)
+            : clone_child(flags, &p->pidfd);
   if (pid == 0) {
     close(errp[0]);
     if (sockp[0] >= 0)
       close(sockp[0]);
+    if (syncp[0] >= 0)
+      close(syncp[0]);
+    if (s.target)
+      join_main(&s);
     child_main(&s);
   }
-  int cloneerr = cgerr ? cgerr : errno;
+  int cloneerr = joinerr ? joinerr : cgerr ? cgerr : errno;
+  if (syncp[1] >= 0)
+    close(syncp[1]);
+  if (s.targetfd >= 0)
+    close(s.targetfd);
   for (int i = 0; i < s.ncgroups; i++)
     if (s.cgfds[i] >= 0)
       close(s.cgfds[i]);
@@ -871,14 +1235,38 @@ static int l_spawn(lua_State *L) {
     close(s.initfd);
   if (pid < 0) {
     close(errp[0]);
+    if (syncp[0] >= 0)
+      close(syncp[0]);
     if (sockp[0] >= 0)
       close(sockp[0]);
     if (p->masked)
       sigprocmask(SIG_SETMASK, &p->oldmask, NULL);
     p->masked = false;
-    return lx_fail(L, cgerr ? "open cgroup.procs" : "clone", cloneerr);
+    return lx_fail(L, joinerr ? "join container" : cgerr ? "open cgroup.procs"
+                   : "clone", cloneerr);
   }
   p->pid = pid;
+  if (syncp[0] >= 0) {
+    int uerr = 0;
+    const char *detail = "";
+    const char *ustep = userns_start(&s, pid, syncp[0], &detail, &uerr);
+    close(syncp[0]);
+    if (ustep) {
+      /* the child waits for us: it ends here, having done nothing */
+      syscall(SYS_pidfd_send_signal, p->pidfd, SIGKILL, NULL, 0);
+      close(errp[0]);
+      if (sockp[0] >= 0)
+        close(sockp[0]);
+      waitpid(pid, NULL, 0);
+      p->reaped = true;
+      luaL_pushfail(L);
+      lua_pushfstring(L, "%s%s%s: %s", ustep, *detail ? " " : "", detail,
+                      strerror(uerr));
+      lua_pushinteger(L, uerr);
+      lua_pushstring(L, ustep);
+      return 4;
+    }
+  }
   report r;
   ssize_t n;
   do
@@ -1132,6 +1520,11 @@ static int l_index(lua_State *L) {
   const char *k = luaL_checkstring(L, 2);
   if (strcmp(k, "pid") == 0) {
     lua_pushinteger(L, p->pid);
+  } else if (strcmp(k, "pidfd") == 0) {
+    if (p->pidfd < 0)
+      lua_pushnil(L);
+    else
+      lua_pushinteger(L, p->pidfd);
   } else if (strcmp(k, "master") == 0) {
     if (p->master < 0)
       lua_pushnil(L);

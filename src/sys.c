@@ -5,10 +5,12 @@
 */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,22 +27,46 @@ static int l_monotonic(lua_State *L) {
   return 1;
 }
 
-/* sys.spawnp({prog, args...}) -> pid | nil, err, errno
-** posix_spawnp with the caller's environment and stdio: no shell. */
-static int l_spawnp(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
-  lua_Integer n = luaL_len(L, 1);
-  luaL_argcheck(L, n > 0, 1, "empty command");
-  const char **argv = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 1), 0);
+/* The strings of the array at `idx` as a NULL-terminated vector, in a
+** userdata left on the stack (the strings stay anchored by the array).
+** Raises when it is empty or holds something else. */
+static const char **string_vector(lua_State *L, int idx) {
+  luaL_checktype(L, idx, LUA_TTABLE);
+  lua_Integer n = luaL_len(L, idx);
+  luaL_argcheck(L, n > 0, idx, "empty command");
+  const char **v = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 1), 0);
   for (lua_Integer i = 1; i <= n; i++) {
-    lua_geti(L, 1, i);
-    argv[i - 1] = luaL_checkstring(L, -1);
-    lua_pop(L, 1);  /* anchored by the argument table */
+    lua_geti(L, idx, i);
+    v[i - 1] = luaL_checkstring(L, -1);
+    lua_pop(L, 1);
   }
-  argv[n] = NULL;
+  v[n] = NULL;
+  return v;
+}
+
+/* sys.spawnp({prog, args...}, [{stdout=path}]) -> pid | nil, err, errno
+** posix_spawnp with the caller's environment and stdio (stdout opened
+** on `path` instead when given): no shell. */
+static int l_spawnp(lua_State *L) {
+  const char *out = NULL;
+  if (!lua_isnoneornil(L, 2)) {
+    static const char *const known[] = {"stdout", NULL};
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lx_checkkeys(L, 2, "spawnp", known);
+    lua_getfield(L, 2, "stdout");
+    out = lua_tostring(L, -1);  /* anchored by the options table */
+    lua_pop(L, 1);
+  }
+  const char **argv = string_vector(L, 1);
   pid_t pid;
-  int r = posix_spawnp(&pid, argv[0], NULL, NULL, (char *const *)argv,
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  if (out)
+    posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC,
+                                     0644);
+  int r = posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv,
                        environ);
+  posix_spawn_file_actions_destroy(&fa);
   if (r != 0)
     return lx_fail(L, argv[0], r);
   lua_pushinteger(L, pid);
@@ -77,6 +103,31 @@ static int l_kill(lua_State *L) {
   return 1;
 }
 
+/* sys.signal(pid, start, sig) -> true | nil, err, errno
+** Sends `sig` to `pid` only while it is the process that started at
+** `start` (ticks since boot, as /proc/PID/stat says): the pid is pinned
+** with a pidfd first and its start time read after, so a pid reused by
+** another process since is never hit (ESRCH). */
+static int l_signal(lua_State *L) {
+  pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+  long long start = (long long)luaL_checkinteger(L, 2);
+  int sig = (int)luaL_checkinteger(L, 3);
+  int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+  if (fd < 0)
+    return lx_fail(L, "pidfd_open", errno);
+  long long now = lx_start_time(pid);
+  int err = now < 0 ? errno : ESRCH;
+  if (now == start && syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0) == 0) {
+    close(fd);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (now == start)
+    err = errno;
+  close(fd);
+  return lx_fail(L, "signal", err);
+}
+
 /* sys.sleep(seconds) */
 static int l_sleep(lua_State *L) {
   lua_Number t = luaL_checknumber(L, 1);
@@ -105,11 +156,127 @@ static int l_getpid(lua_State *L) {
   return 1;
 }
 
+/* {====== the monitor handoff (see luactr.monitor) ====== */
+
+/* sys.fork() -> 0 in the child, the child's pid in the parent
+** | nil, err, errno */
+static int l_fork(lua_State *L) {
+  pid_t pid = fork();
+  if (pid < 0)
+    return lx_fail(L, "fork", errno);
+  lua_pushinteger(L, pid);
+  return 1;
+}
+
+/* sys.pipe() -> rfd, wfd (both close-on-exec) | nil, err, errno */
+static int l_pipe(lua_State *L) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) < 0)
+    return lx_fail(L, "pipe", errno);
+  lua_pushinteger(L, p[0]);
+  lua_pushinteger(L, p[1]);
+  return 2;
+}
+
+/* sys.close(fd): a fd got from pipe or spawn; idempotence is the
+** caller's. */
+static int l_close(lua_State *L) {
+  close((int)luaL_checkinteger(L, 1));
+  return 0;
+}
+
+/* sys.read_all(fd) -> what fd gives until end of file | nil, err, errno */
+static int l_read_all(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (;;) {
+    char *p = luaL_prepbuffer(&b);
+    ssize_t n = read(fd, p, LUAL_BUFFERSIZE);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return lx_fail(L, "read", errno);
+    if (n == 0)
+      break;
+    luaL_addsize(&b, (size_t)n);
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
+/* sys.write(fd, s) -> true | nil, err, errno: all of s */
+static int l_write(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  size_t len;
+  const char *s = luaL_checklstring(L, 2, &len);
+  while (len > 0) {
+    ssize_t n = write(fd, s, len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return lx_fail(L, "write", errno);
+    s += n;
+    len -= (size_t)n;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* sys.setsid() -> true | nil, err, errno */
+static int l_setsid(lua_State *L) {
+  if (setsid() < 0)
+    return lx_fail(L, "setsid", errno);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* sys.exec(path, {argv...}, [{keep fds...}]) -> nil, err, errno
+** (returns only on failure), with this process's environment. The fds
+** in `keep` stay open across the exec; every other close-on-exec one
+** closes. */
+static int l_exec(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  lua_settop(L, 3);  /* the vector made below goes above the arguments */
+  const char **argv = string_vector(L, 2);
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_Integer k = luaL_len(L, 3);
+    for (lua_Integer i = 1; i <= k; i++) {
+      lua_geti(L, 3, i);
+      int fd = (int)luaL_checkinteger(L, -1);
+      lua_pop(L, 1);
+      int fl = fcntl(fd, F_GETFD);
+      if (fl < 0 || fcntl(fd, F_SETFD, fl & ~FD_CLOEXEC) < 0)
+        return lx_fail(L, "exec: keep fd", errno);
+    }
+  }
+  execve(path, (char *const *)argv, environ);
+  return lx_fail(L, path, errno);
+}
+
+/* sys.exit(code): ends the process at once (_exit: no atexit handlers,
+** no buffers flushed), for a forked child that failed. */
+static int l_exit(lua_State *L) {
+  _exit((int)luaL_optinteger(L, 1, 0));
+}
+
+/* }====== */
+
 static const luaL_Reg sys_funcs[] = {
+  {"fork", l_fork},
+  {"pipe", l_pipe},
+  {"close", l_close},
+  {"read_all", l_read_all},
+  {"write", l_write},
+  {"setsid", l_setsid},
+  {"exec", l_exec},
+  {"exit", l_exit},
   {"monotonic", l_monotonic},
   {"spawnp", l_spawnp},
   {"waitpid", l_waitpid},
   {"kill", l_kill},
+  {"signal", l_signal},
   {"getpid", l_getpid},
   {"sleep", l_sleep},
   {"setenv", l_setenv},
@@ -142,7 +309,7 @@ void lx_open_sys(lua_State *L) {
     {"ENOEXEC", ENOEXEC}, {"ENOTDIR", ENOTDIR}, {"EISDIR", EISDIR},
     {"ELOOP", ELOOP}, {"EINVAL", EINVAL}, {"EEXIST", EEXIST},
     {"ENOTEMPTY", ENOTEMPTY}, {"EBUSY", EBUSY}, {"EXDEV", EXDEV},
-    {"EAGAIN", EAGAIN}, {"EWOULDBLOCK", EWOULDBLOCK},
+    {"EAGAIN", EAGAIN}, {"EWOULDBLOCK", EWOULDBLOCK}, {"ESRCH", ESRCH},
     {NULL, 0},
   };
   for (int i = 0; errs[i].name; i++) {

@@ -1,10 +1,15 @@
 /*
-** util.c -- failures, option tables and async-signal-safe strings.
+** util.c -- failures, option tables, async-signal-safe strings, and a
+** process's start time.
 */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "luactr.h"
 
@@ -92,6 +97,34 @@ bool lx_path_join(char *out, const char *dir, const char *name) {
   out[a] = '/';
   memcpy(out + a + 1, name, b + 1);
   return true;
+}
+
+/* }====== */
+
+/* {====== processes ====== */
+
+long long lx_start_time(pid_t pid) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  int err = errno;
+  close(fd);
+  if (n <= 0) {
+    errno = n < 0 ? err : ESRCH;
+    return -1;
+  }
+  buf[n] = '\0';
+  char *p = strrchr(buf, ')');  /* the command may hold spaces and ')' */
+  for (int field = 2; p && field < 22; field++)
+    p = strchr(p + 1, ' ');
+  if (!p) {
+    errno = EINVAL;
+    return -1;
+  }
+  return strtoll(p + 1, NULL, 10);
 }
 
 /* }====== */

@@ -326,11 +326,12 @@ image "ep" {
         st, out = root.luactr("inspect keep")
         assert.are.equal(0, st)
         local c = json.decode(out)[1]
-        assert.are.equal("exited", c.status)
-        assert.are.equal(4, c.exit_code)
-        assert.are.equal("keep", c.name)
-        assert.are.equal("hello:latest", c.image)
-        assert.are.same({ "sh", "-c", "exit 4" }, c.config.process.args)
+        assert.are.equal("exited", c.State.Status)
+        assert.are.equal(4, c.State.ExitCode)
+        assert.are.equal("/keep", c.Name)
+        assert.are.equal("hello:latest", c.Config.Image)
+        assert.are.same({ "sh", { "-c", "exit 4" } }, { c.Path, c.Args })
+        assert.are.same({ "sh", "-c", "exit 4" }, c.Spec.process.args)
 
         if driver == "btrfs" then
           local subvolumes = listing("btrfs subvolume list -o " .. q(root.path .. "/store"))
@@ -417,7 +418,7 @@ image "ep" {
         local id = containers(root)[1]
         local st, out = root.luactr("inspect " .. id:sub(1, 6))
         assert.are.equal(0, st)
-        assert.are.equal(id, json.decode(out)[1].id)
+        assert.are.equal(id, json.decode(out)[1].Id)
         st = root.luactr("rm " .. id:sub(1, 6))
         assert.are.equal(0, st)
         assert.are.same({}, containers(root))
@@ -438,8 +439,8 @@ print("run", luactr.run{ image = "hello", cmd = { "sh", "-c", "exit 5" }, rm = t
 print("run", luactr.run{ image = "hello", cmd = { "echo", "hi" }, rm = true })
 print("error", pcall(luactr.run, { image = "nope" }))
 ]]
-        local st, out, err = support.sh(("%s LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;' lua5.4 -e %s")
-          :format(root.env(), q(script)))
+        local st, out, err = support.sh(("%s LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH=%s lua5.4 -e %s")
+          :format(root.env(), q(support.BUILD .. "/?.so;;"), q(script)))
         assert.are.equal(0, st, err)
         local lines = support.lines(out)
         local hello, busybox = lines[1]:match("^built\t(%x+)\t(%x+)$")

@@ -359,10 +359,15 @@ describe("escape attempts from a default container #root", function()
 
   it("cannot use a block device it makes", function()
     -- ...and only the devices cgroup (deny all but the default devices)
-    -- keeps it from being opened: that is issue 4's Devices part, not
-    -- done here. On this host even the host's root cannot open a block
-    -- device it makes, so a test here could not tell either way.
-    pending("needs the devices cgroup (issue 4, Devices)")
+    -- keeps it from being opened. /dev is a tmpfs without nodev: nothing
+    -- but the cgroup stands in the way (as --privileged shows).
+    local st, out, err = run_sh("", "mknod /dev/blk b 7 0 && echo made; head -c 1 /dev/blk; echo $?")
+    assert.are.equal(0, st)
+    assert.are.equal("made\n1\n", out)
+    assert.matches("head: /dev/blk: Operation not permitted", err)
+    st, out, err = run_sh("--privileged", "mknod /dev/blk b 7 0 && head -c 1 /dev/blk >/dev/null; echo $?")
+    assert.are.equal(0, st, err)
+    assert.are.equal("0\n", out)
   end)
 
   it("reaches no host process or fd through /proc", function()

@@ -146,6 +146,30 @@ function M.store_root(driver)
   return root
 end
 
+-- Polls cond() every 50 ms, for `seconds` (10) at most, until it gives
+-- a true value; returns that value, or nil.
+function M.eventually(cond, seconds)
+  local sys = require("luactr.core").sys
+  local deadline = sys.monotonic() + (seconds or 10)
+  repeat
+    local v = cond()
+    if v then return v end
+    sys.sleep(0.05)
+  until sys.monotonic() > deadline
+  return nil
+end
+
+-- The same, as true or false.
+function M.wait_until(cond, seconds)
+  return M.eventually(cond, seconds) ~= nil
+end
+
+-- Is process `pid` there, and not a zombie (ended, not yet reaped)?
+function M.alive(pid)
+  local stat = readfile("/proc/" .. pid .. "/stat")
+  return stat ~= nil and not stat:match("%) [ZX] ")
+end
+
 -- Runs a shell command that must succeed (setup, not what is tested).
 function M.must(cmd)
   assert(os.execute(cmd), cmd)

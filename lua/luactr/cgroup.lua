@@ -21,6 +21,7 @@
 -- * Limits are the OCI spec's linux.resources, written to the v1 or v2
 --   files as crun's cgroup-resources.c writes them.
 local core = require "luactr.core"
+local devices = require "luactr.devices"
 local errors = require "luactr.errors"
 
 local M = {}
@@ -219,7 +220,7 @@ end
 -- The logical controllers a container's cgroup is made in, and the name
 -- each has on v2 (false: no controller, the files are always there).
 local V2_NAME = { memory = "memory", pids = "pids", cpu = "cpu", cpuset = "cpuset",
-                  blkio = "io", cpuacct = false, freezer = false }
+                  blkio = "io", cpuacct = false, freezer = false, devices = false }
 
 -- Those luactr always puts a container in, where the host has them: for
 -- accounting (stats, OOM), killing and freezing, even with no limit.
@@ -312,6 +313,7 @@ local function required(r)
   if r.cpu and (r.cpu.cpus or r.cpu.mems) then need.cpuset = "cpuset_cpus or cpuset_mems" end
   if r.pids then need.pids = "pids_limit" end
   if r.blockIO then need.blkio = "blkio_weight or device_*_bps" end
+  if r.devices and not devices.allows_all(r.devices) then need.devices = "the device rules" end
   return need
 end
 
@@ -410,9 +412,12 @@ function M.detect(o)
   if not has_v1 and not has_v2 then return nil, "no cgroup filesystem is mounted" end
   local layout = { mode = has_v1 and has_v2 and "hybrid" or has_v1 and "v1" or "v2",
                    root = prefix, controllers = {} }
+  -- a mount that a later one covers at the same point shows nothing
+  local top = {}
+  for i, m in ipairs(mounts) do top[m.point] = i end
   local function place(path, fstype, wants)
-    for _, m in ipairs(mounts) do
-      if m.fstype == fstype and wants(m) then
+    for i, m in ipairs(mounts) do
+      if m.fstype == fstype and top[m.point] == i and wants(m) then
         local rest = below(path, m.root)
         if rest then
           return { dir = prefix .. m.point .. rest, mount = prefix .. m.point,
@@ -624,8 +629,36 @@ function Cgroup:folders()
   return list
 end
 
+-- Sets the device rules (OCI linux.resources.devices) in the container's
+-- devices folder: devices.deny and devices.allow lines on v1, an eBPF
+-- device program attached to the folder on v2. Only a folder named
+-- luactr-<id12> ever gets rules: a deny written to any other cgroup could
+-- take the devices of the host's own processes away.
+function Cgroup:apply_devices(rules)
+  local dir = self.paths.devices
+  if not dir then
+    if devices.allows_all(rules) then return end
+    fail("cgroup: the devices controller is not available on this host")
+  end
+  if not basename(dir):match(NAME_PATTERN) then
+    fail("cgroup: refusing to set device rules in %s, a cgroup luactr did not make", dir)
+  end
+  if self.versions.devices == 2 then
+    if devices.allows_all(rules) then return end
+    local prog <close>, err = core.devices.load(core.devices.program(rules))
+    if not prog then fail("cgroup: devices: %s", err) end
+    errors.must("cgroup", prog:attach(dir))
+  else
+    for _, l in ipairs(devices.v1_lines(rules)) do
+      local ok, err = cg.write(dir, l.file, l.value)
+      if not ok then fail("cgroup: %s %s: %s", l.file, l.value, err) end
+    end
+  end
+end
+
 -- cgroup:apply(resources): writes the limits. Raises on failure.
 function Cgroup:apply(resources)
+  if resources and resources.devices then self:apply_devices(resources.devices) end
   for _, s in ipairs(M.settings(resources, self.versions)) do
     local dir = self.paths[s.controller]
     if not dir then
@@ -769,6 +802,16 @@ end
 function Cgroup:thaw()
   if not self.paths.freezer then return nil, "cgroup: no freezer" end
   return cg.thaw(self.paths.freezer)
+end
+
+-- frozen(dir) -> true when the freezer folder `dir` holds its processes
+-- stopped, or is stopping them (v2 cgroup.freeze 1, v1 freezer.state
+-- FROZEN or FREEZING); false otherwise, and when it is gone.
+function M.frozen(dir)
+  local v2 = cg.read(dir, "cgroup.freeze")
+  if v2 then return v2:match("^%s*1") ~= nil end
+  local v1 = cg.read(dir, "freezer.state") or ""
+  return v1:match("^FROZEN") ~= nil or v1:match("^FREEZING") ~= nil
 end
 
 -- cgroup:remove() -> true | nil, err

@@ -14,6 +14,7 @@ Usage: luactr COMMAND [OPTIONS]
 
 Commands:
   run      Run a command in a new container (from an image or --rootfs)
+  exec     Run a command in a running container
   build    Build the images of a recipe
   images   List images
   rmi      Remove images
@@ -21,7 +22,17 @@ Commands:
   history  Show the steps an image was built from
   inspect  Show an image or a container as JSON
   ps       List containers
+  start    Start a stopped container (detached)
+  restart  Stop and start a container
+  logs     Show a container's log (-f follows it)
+  attach   Connect to a detached container's terminal or stdio
   rm       Remove containers
+  stop     Stop running containers (stop signal, then SIGKILL)
+  kill     Send a signal to running containers (SIGKILL by default)
+  pause    Freeze every process of containers
+  unpause  Thaw paused containers
+  wait     Wait until containers exit and print their exit codes
+  top      Show the processes of a container
   stats    Show what running containers use (CPU, memory, I/O, pids)
   info     Show the store's driver, root and space
   version  Print luactr's version
@@ -53,13 +64,25 @@ Options:
                           (CHOWN or CAP_CHOWN, any case; ALL for all)
       --cap-drop CAP      drop a capability (ALL: start from none)
       --privileged        all capabilities, no seccomp filter, no masked
-                          or read-only paths, /sys writable
+                          or read-only paths, /sys writable, every device
+      --device HOST[:CONTAINER][:rwm]  give the container a host device
+                          (repeatable; it may read, write, mknod it)
       --security-opt OPT  seccomp=unconfined, seccomp=FILE (a profile in
                           Docker's JSON format), no-new-privileges=false
+      --userns MODE       "remap": container root is an unprivileged host
+                          uid (luactr's range in /etc/subuid, subgid);
+                          "host" (default): no user namespace
       --name NAME         a name for the container (unique)
       --entrypoint CMD    replace the image's entrypoint
       --rm                remove the container when it exits (a --rootfs
                           container leaves nothing behind anyway)
+  -d, --detach            run it in the background, print its id; a
+                          small monitor keeps its log and its stdio
+      --restart POLICY    no, always, unless-stopped, on-failure[:N]
+                          (detached; the monitor restarts it, backing off)
+      --log-opt OPT       max-size=SIZE, max-file=N: rotate its log
+      --detach-keys KEYS  the keys that detach a terminal (-it) from it
+                          (default ctrl-p,ctrl-q)
       --help              print this help
 
 Limits (the container's cgroup; SIZE: bytes, or 512k, 64m, 1g):
@@ -111,6 +134,12 @@ local RUN_OPTIONS = {
   ["device-read-bps"] = { arg = true, list = true, key = "device_read_bps" },
   ["device-write-bps"] = { arg = true, list = true, key = "device_write_bps" },
   ["cgroup-parent"] = { arg = true, key = "cgroup_parent" },
+  userns = { arg = true },
+  device = { arg = true, list = true, key = "devices" },
+  detach = { short = "d" },
+  restart = { arg = true },
+  ["log-opt"] = { arg = true, list = true, key = "log_opt" },
+  ["detach-keys"] = { arg = true, key = "detach_keys" },
   help = {},
 }
 
@@ -225,7 +254,7 @@ function verbs.run(args)
     read_only = o.read_only, network = o.network, init = o.init,
     tty = o.tty, interactive = o.interactive, name = o.name,
     cap_add = o.cap_add, cap_drop = o.cap_drop, privileged = o.privileged,
-    security_opt = o.security_opt,
+    security_opt = o.security_opt, userns = o.userns,
     memory = o.memory, memory_swap = o.memory_swap,
     memory_reservation = o.memory_reservation, cpus = o.cpus,
     cpu_shares = integer(o.cpu_shares, "--cpu-shares"),
@@ -233,9 +262,64 @@ function verbs.run(args)
     pids_limit = integer(o.pids_limit, "--pids-limit"),
     blkio_weight = integer(o.blkio_weight, "--blkio-weight"),
     device_read_bps = o.device_read_bps, device_write_bps = o.device_write_bps,
-    cgroup_parent = o.cgroup_parent,
+    cgroup_parent = o.cgroup_parent, devices = o.devices,
     rm = image and o.rm or nil,
+    detach = o.detach, restart = o.restart, log_opt = o.log_opt,
+    detach_keys = o.detach_keys,
     entrypoint = o.entrypoint and (o.entrypoint == "" and {} or { o.entrypoint }) or nil,
+  }
+  if o.detach and ok then
+    io.stdout:write(ok.id, "\n")
+    return 0
+  end
+  if how == "detached" then return 0 end
+  if ok then return 0 end
+  return how == "signal" and 128 + code or code
+end
+
+local EXEC_USAGE = [[
+Usage: luactr exec [OPTIONS] CONTAINER COMMAND [ARG...]
+
+Run a command in a running container: in its namespaces and cgroup, with
+its capabilities, seccomp profile, no_new_privs, environment, user and
+working directory, unless an option says otherwise.
+
+Options:
+  -e, --env KEY=VALUE     set an environment variable (KEY alone: take
+                          it from luactr's own environment)
+  -w, --workdir DIR       working directory inside the container
+  -u, --user USER[:GROUP] user name or uid (and group name or gid)
+  -i, --interactive       keep stdin open
+  -t, --tty               allocate a pseudo-terminal
+      --privileged        every capability (the seccomp profile stays)
+      --help              print this help
+]]
+
+local EXEC_OPTIONS = {
+  env = { short = "e", arg = true, list = true },
+  workdir = { short = "w", arg = true },
+  user = { short = "u", arg = true },
+  interactive = { short = "i" },
+  tty = { short = "t" },
+  privileged = {},
+  help = {},
+}
+
+function verbs.exec(args)
+  local o, rest = M.parse("exec", EXEC_OPTIONS, args)
+  if o.help then
+    io.stdout:write(EXEC_USAGE)
+    return 0
+  end
+  local name = table.remove(rest, 1)
+  if not name then fail("exec: give a container and a command") end
+  if #rest == 0 then fail("exec: no command given") end
+  -- luactr.exec itself, not the whole of require "luactr": an exec's
+  -- latency is the point of it (issue 5: at most crun exec's)
+  local ok, how, code = require("luactr.exec").exec{
+    container = name, cmd = rest, env = environment(o.env),
+    user = o.user, workdir = o.workdir, tty = o.tty,
+    interactive = o.interactive, privileged = o.privileged,
   }
   if ok then return 0 end
   return how == "signal" and 128 + code or code
@@ -266,13 +350,26 @@ local function columns(rows)
   end
 end
 
+-- Seconds since the epoch of a UTC calendar time, by arithmetic (H.
+-- Hinnant's days_from_civil): os.time would read the time zone at each
+-- call, and ps calls this twice a container.
+local function utc_epoch(y, m, d, h, mi, s)
+  y = m <= 2 and y - 1 or y
+  local era = y // 400
+  local yoe = y - era * 400
+  local doy = (153 * (m > 2 and m - 3 or m + 9) + 2) // 5 + d - 1
+  local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+  return ((era * 146097 + doe - 719468) * 24 + h) * 3600 + mi * 60 + s
+end
+
+local now
 local function ago(iso)
   if not iso then return "" end
   local y, mo, d, h, mi, se = iso:match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)")
   if not y then return iso end
-  local t = os.time{ year = y, month = mo, day = d, hour = h, min = mi, sec = se }
-  local utc_offset = os.time(os.date("!*t", 0)) - os.time(os.date("*t", 0))
-  local secs = os.time() - t + utc_offset
+  now = now or os.time()
+  local secs = now - utc_epoch(tonumber(y), tonumber(mo), tonumber(d),
+    tonumber(h), tonumber(mi), tonumber(se))
   if secs < 0 then secs = 0 end
   if secs < 60 then return ("%d seconds ago"):format(secs) end
   if secs < 3600 then return ("%d minutes ago"):format(secs // 60) end
@@ -396,46 +493,105 @@ function verbs.history(args)
   return 0
 end
 
+local INSPECT_USAGE = [[
+Usage: luactr inspect [OPTIONS] NAME|ID...
+
+Show images and containers as a JSON array: an image as its OCI image
+config, a container in the shape of docker inspect's (Id, Name, State,
+Config, GraphDriver, ...). A name is looked up among the images first.
+
+Options:
+      --type TYPE   only look for a "container" or an "image"
+      --help        print this help
+]]
+
 function verbs.inspect(args)
-  local _, rest = M.parse("inspect", {}, args)
+  local o, rest = M.parse("inspect", { type = { arg = true }, help = {} }, args)
+  if o.help then
+    io.stdout:write(INSPECT_USAGE)
+    return 0
+  end
   if #rest == 0 then fail("inspect: give an image or a container") end
+  if o.type and o.type ~= "container" and o.type ~= "image" then
+    fail("inspect: --type: expected container or image, got '%s'", o.type)
+  end
   local json = require "luactr.json"
+  local container = require "luactr.container"
   local s = store()
   local list = json.array()
+  -- containers first, then images, as Docker
   for _, what in ipairs(rest) do
-    local img = s:image(what)
-    if img then
+    local ok, id = true, nil
+    if o.type ~= "image" then
+      ok, id = pcall(container.find, s, what)
+      if not ok then
+        if not errors.is(id) then error(id, 0) end
+        if o.type == "container" or id.message:find("ambiguous", 1, true) then
+          fail("inspect: %s", id.message)
+        end
+      end
+    end
+    local img = not (ok and id) and s:image(what)
+    if ok and id then
+      list[#list + 1] = require("luactr.control").describe(s, id)
+    elseif img then
       list[#list + 1] = img
+    elseif o.type == "image" then
+      fail("inspect: no such image: %s", what)
     else
-      local container = require "luactr.container"
-      local ok, id = pcall(container.find, s, what)
-      if not ok then fail("inspect: no such image or container: %s", what) end
-      local st = container.state(s, id)
-      local config = require("luactr.core").fs.read(s:container_dir(id) .. "/config.json")
-      st.config = config and json.decode(config) or nil
-      st.rootfs = s:container_dir(id) .. "/rootfs"
-      list[#list + 1] = st
+      fail("inspect: no such image or container: %s", what)
     end
   end
   io.stdout:write(json.encode(list, true), "\n")
   return 0
 end
 
+local PS_USAGE = [[
+Usage: luactr ps [OPTIONS]
+
+List the running containers (all of them with -a).
+
+Options:
+  -a, --all            every container, stopped ones too
+  -q, --quiet          only their ids
+      --format FORMAT  "table" (the default), or "json": one JSON object
+                       a line, with docker ps's keys
+      --help           print this help
+]]
+
 function verbs.ps(args)
-  local o = M.parse("ps", { all = { short = "a" }, quiet = { short = "q" } }, args)
+  local o = M.parse("ps", { all = { short = "a" }, quiet = { short = "q" },
+    format = { arg = true }, help = {} }, args)
+  if o.help then
+    io.stdout:write(PS_USAGE)
+    return 0
+  end
+  local format = o.format or "table"
+  if format ~= "table" and format ~= "json" then
+    fail("ps: --format: expected table or json, got '%s'", format)
+  end
   local container = require "luactr.container"
   local s = store()
-  container.reap(s)
   local rows = { { "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES" } }
-  for _, st in ipairs(container.list(s)) do
-    if o.all or st.status == "running" then
+  for _, st in ipairs(container.reap(s)) do
+    st.paused = st.status == "paused"
+    if o.all or st.status == "running" or st.paused or st.status == "restarting" then
+      local status = (st.status == "running" or st.paused)
+          and ("Up " .. ago(st.started):gsub(" ago$", "")) .. (st.paused and " (Paused)" or "")
+        or st.status == "created" and "Created"
+        or st.status == "restarting"
+          and ("Restarting (%s) %s"):format(st.exit_code, ago(st.finished))
+        or st.stale and "Exited (unknown)"
+        or ("Exited (%s) %s"):format(st.exit_code, ago(st.finished))
       if o.quiet then
         out("%s\n", st.id:sub(1, 12))
+      elseif format == "json" then
+        local json = require "luactr.json"
+        io.stdout:write(json.encode({ ID = st.id:sub(1, 12), Image = st.image or "",
+          Command = '"' .. (st.command or "") .. '"', CreatedAt = st.created or "",
+          RunningFor = ago(st.created), State = st.status,
+          Status = status, Names = st.name or "" }), "\n")
       else
-        local status = st.status == "running" and ("Up " .. ago(st.started):gsub(" ago$", ""))
-          or st.status == "created" and "Created"
-          or st.stale and "Exited (unknown)"
-          or ("Exited (%s) %s"):format(st.exit_code, ago(st.finished))
         local cmd = st.command or ""
         if #cmd > 30 then cmd = cmd:sub(1, 27) .. "..." end
         rows[#rows + 1] = { st.id:sub(1, 12), st.image or "", '"' .. cmd .. '"',
@@ -443,9 +599,66 @@ function verbs.ps(args)
       end
     end
   end
-  if not o.quiet then columns(rows) end
+  if not o.quiet and format == "table" then columns(rows) end
   return 0
 end
+
+-- {====== start, logs, attach (luactr.monitor)
+
+function verbs.start(args)
+  local o, rest = M.parse("start", { attach = { short = "a" },
+    ["detach-keys"] = { arg = true, key = "detach_keys" } }, args)
+  if #rest == 0 then fail("start: give a container") end
+  local luactr = require "luactr"
+  for _, what in ipairs(rest) do
+    luactr.start(what)
+    if o.attach then
+      local how, code = luactr.attach(what, { detach_keys = o.detach_keys })
+      return how == "exit" and code or 0
+    end
+    out("%s\n", what)
+  end
+  return 0
+end
+
+function verbs.restart(args)
+  local o, rest = M.parse("restart", { time = { short = "t", arg = true } }, args)
+  if #rest == 0 then fail("restart: give a container") end
+  local luactr = require "luactr"
+  for _, what in ipairs(rest) do
+    luactr.stop(what, { timeout = integer(o.time, "--time") })
+    luactr.start(what)
+    out("%s\n", what)
+  end
+  return 0
+end
+
+function verbs.logs(args)
+  local o, rest = M.parse("logs", { follow = { short = "f" }, tail = { short = "n", arg = true },
+    since = { arg = true }, timestamps = { short = "t" } }, args)
+  if #rest ~= 1 then fail("logs: give one container") end
+  local tail = o.tail ~= "all" and integer(o.tail, "--tail") or nil
+  require("luactr").logs(rest[1], { follow = o.follow, tail = tail, since = o.since,
+    each = function(rec)
+      local f = rec.stream == "stderr" and io.stderr or io.stdout
+      if o.timestamps then f:write(rec.time, " ") end
+      f:write(rec.log)
+      f:flush()
+    end })
+  return 0
+end
+
+function verbs.attach(args)
+  local o, rest = M.parse("attach", { ["no-stdin"] = { key = "no_stdin" },
+    ["detach-keys"] = { arg = true, key = "detach_keys" } }, args)
+  if #rest ~= 1 then fail("attach: give one container") end
+  local how, code = require("luactr").attach(rest[1], {
+    input = not o.no_stdin, detach_keys = o.detach_keys })
+  if how == "detached" then return 0 end
+  return code
+end
+
+-- }======
 
 function verbs.rm(args)
   local o, rest = M.parse("rm", { force = { short = "f" } }, args)
@@ -458,6 +671,144 @@ function verbs.rm(args)
   end
   return 0
 end
+
+-- {====== stop, kill, pause, unpause, wait, top (luactr.control)
+
+-- Does fn(what) for each container named, printing `what` after each
+-- one done (as Docker echoes the names given) unless `silent`; a failure
+-- is printed and the others are still done. Returns the exit status:
+-- that of the last failure, else 0.
+local function each(names, fn, silent)
+  local status = 0
+  for _, what in ipairs(names) do
+    local ok, err = pcall(fn, what)
+    if ok then
+      if not silent then out("%s\n", what) end
+    elseif errors.is(err) then
+      io.stdout:flush()
+      io.stderr:write("luactr: ", err.message, "\n")
+      status = err.status
+    else
+      error(err, 0)
+    end
+  end
+  return status
+end
+
+-- Prints `usage` for --help, or fails when no container is named.
+local function usage_or_names(verb, o, rest, usage)
+  if o.help then
+    io.stdout:write(usage)
+    return true
+  end
+  if #rest == 0 then fail("%s: give a container (see 'luactr %s --help')", verb, verb) end
+end
+
+local STOP_USAGE = [[
+Usage: luactr stop [OPTIONS] CONTAINER...
+
+Stop running containers: send each its stop signal (its image's
+StopSignal, SIGTERM by default), then SIGKILL when it has not exited
+after the grace period. A container that is not running is left as it is.
+
+Options:
+  -t, --timeout SECONDS  the grace period (10; -1: wait for ever)
+  -s, --signal SIGNAL    send SIGNAL instead of the stop signal
+      --help             print this help
+]]
+
+function verbs.stop(args)
+  local o, rest = M.parse("stop", { timeout = { short = "t", arg = true },
+    time = { arg = true, key = "timeout" }, signal = { short = "s", arg = true },
+    help = {} }, args)
+  if usage_or_names("stop", o, rest, STOP_USAGE) then return 0 end
+  local timeout = o.timeout and math.tointeger(tonumber(o.timeout))
+  if o.timeout and not timeout then
+    fail("stop: --timeout: expected whole seconds, got '%s'", o.timeout)
+  end
+  local luactr = require "luactr"
+  return each(rest, function(what)
+    luactr.stop(what, { timeout = timeout, signal = o.signal })
+  end)
+end
+
+local KILL_USAGE = [[
+Usage: luactr kill [OPTIONS] CONTAINER...
+
+Send a signal to the main process (PID 1) of running containers.
+
+Options:
+  -s, --signal SIGNAL  a name (KILL, SIGUSR1, usr1) or a number (10);
+                       KILL by default
+      --help           print this help
+]]
+
+function verbs.kill(args)
+  local o, rest = M.parse("kill", { signal = { short = "s", arg = true }, help = {} }, args)
+  if usage_or_names("kill", o, rest, KILL_USAGE) then return 0 end
+  local luactr = require "luactr"
+  if not require("luactr.control").signal(o.signal or "KILL") then
+    fail("kill: invalid signal: %s", o.signal)
+  end
+  return each(rest, function(what) luactr.kill(what, o.signal) end)
+end
+
+local PAUSE_USAGE = [[
+Usage: luactr %s CONTAINER...
+
+%s every process of containers (the cgroup freezer).
+]]
+
+function verbs.pause(args)
+  local o, rest = M.parse("pause", { help = {} }, args)
+  if usage_or_names("pause", o, rest, PAUSE_USAGE:format("pause", "Freeze")) then return 0 end
+  return each(rest, require("luactr").pause)
+end
+
+function verbs.unpause(args)
+  local o, rest = M.parse("unpause", { help = {} }, args)
+  if usage_or_names("unpause", o, rest, PAUSE_USAGE:format("unpause", "Thaw")) then return 0 end
+  return each(rest, require("luactr").unpause)
+end
+
+local WAIT_USAGE = [[
+Usage: luactr wait CONTAINER...
+
+Block until containers exit, then print their exit codes, one a line.
+]]
+
+function verbs.wait(args)
+  local o, rest = M.parse("wait", { help = {} }, args)
+  if usage_or_names("wait", o, rest, WAIT_USAGE) then return 0 end
+  local luactr = require "luactr"
+  return each(rest, function(what)
+    local code = luactr.wait(what)
+    if not code then fail("wait: %s exited, but no exit code was recorded", what) end
+    out("%d\n", code)
+  end, true)
+end
+
+local TOP_USAGE = [[
+Usage: luactr top CONTAINER [ps OPTIONS]
+
+Show the processes of a running container: the host's ps (with the ps
+options given, -ef by default) cut down to the processes in its cgroup.
+]]
+
+function verbs.top(args)
+  if args[1] == "--help" then
+    io.stdout:write(TOP_USAGE)
+    return 0
+  end
+  if #args == 0 then fail("top: give a container (see 'luactr top --help')") end
+  local t = require("luactr").top(args[1], table.move(args, 2, #args, 1, {}))
+  local rows = { t.titles }
+  for _, row in ipairs(t.processes) do rows[#rows + 1] = row end
+  columns(rows)
+  return 0
+end
+
+-- }======
 
 -- Sizes as Docker prints them: memory in powers of 1024 ("1.953MiB"),
 -- block I/O in powers of 1000 ("4.1kB").
@@ -505,7 +856,7 @@ function verbs.stats(args)
     if #rest > 0 then return rest end
     local list = {}
     for _, st in ipairs(container.list(store())) do
-      if o.all or st.status == "running" then list[#list + 1] = st.id end
+      if o.all or st.status == "running" or st.status == "paused" then list[#list + 1] = st.id end
     end
     return list
   end

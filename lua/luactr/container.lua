@@ -10,6 +10,7 @@
 local cgroup = require "luactr.cgroup"
 local core = require "luactr.core"
 local errors = require "luactr.errors"
+local json = require "luactr.json"
 
 local M = {}
 
@@ -26,6 +27,7 @@ function M.start_time(pid)
   if not f then return nil end
   local s = f:read("a")
   f:close()
+  if not s then return nil end  -- it ended between the open and the read
   local after = s:match("%) (.*)$")
   local fields = {}
   for w in (after or ""):gmatch("%S+") do fields[#fields + 1] = w end
@@ -38,15 +40,67 @@ local function alive(state)
   return state.pid and state.pid_start and M.start_time(state.pid) == state.pid_start
 end
 
--- state(store, id) -> state table, stale "running" fixed to "exited".
+-- exit_record(store, id) -> what a detached container's monitor wrote
+-- when it ended (exit.json: how, code, finished, restarting), or nil.
+function M.exit_record(store, id)
+  local text = core.fs.read(store:container_dir(id) .. "/exit.json")
+  return text and json.decode(text) or nil
+end
+
+local function runner_alive(st)
+  return st.runner and st.runner_start and M.start_time(st.runner) == st.runner_start
+end
+
+-- state(store, id) -> state table, stale "running" fixed: "exited" with
+-- the code its monitor recorded ("restarting" while the monitor waits to
+-- start it again), or "exited" and stale when nobody recorded the end.
 function M.state(store, id)
   local st = store:read_state(id)
   if not st then return nil end
-  if st.status == "running" and not alive(st) then
+  if (st.status == "running" or st.status == "paused") and not alive(st) then
+    local ex = st.monitor and M.exit_record(store, id)
     st.status = "exited"
-    st.stale = true
-    store:unmount_container(id)  -- an overlay root outlives a killed runner
+    if ex then
+      st.exit_code = ex.how == "signal" and 128 + ex.code or ex.code
+      st.finished = ex.finished
+      if ex.restarting and runner_alive(st) then st.status = "restarting" end
+    else
+      st.stale = true
+      store:unmount_container(id)  -- an overlay root outlives a killed runner
+    end
   end
+  -- the freezer, not the file, says whether it is paused (luactr.control)
+  if st.status == "running" and st.cgroups and st.cgroups.freezer
+     and cgroup.frozen(st.cgroups.freezer) then
+    st.status = "paused"
+  end
+  return st
+end
+
+-- finish(store, id, [restarting]) -> state | nil: records the end of a
+-- detached container (run by its monitor's successor, see luactr.monitor,
+-- and by anyone who finds its monitor gone): exit code, OOMKilled, its
+-- cgroup removed, its root unmounted; a --rm container is removed unless
+-- it is about to be restarted. Nil when the container is gone.
+function M.finish(store, id, restarting)
+  local lock <close> = store:lock()
+  local st = M.state(store, id)
+  if not st then return nil end
+  if st.status == "running" or st.status == "paused" then return st end
+  if st.cgroups then
+    local cg = cgroup.open(st.cgroups, st.cgroup_parents)
+    st.OOMKilled = cg:oom_killed() or false
+    if cg:empty() and cg:remove() then st.cgroups, st.cgroup_parents = nil, nil end
+  end
+  st.status, st.stale = "exited", nil
+  st.pid, st.pid_start = nil, nil
+  st.finished = st.finished or now_iso()
+  store:unmount_container(id)
+  if st.autoremove and not restarting then
+    store:remove_container(id)
+    return nil
+  end
+  store:write_state(id, st)
   return st
 end
 
@@ -71,21 +125,30 @@ end
 -- cgroups such runners left; one still being started (its runner alive)
 -- is left alone. Then sweeps the empty luactr-* cgroups of runs that left
 -- no state (--rootfs runs) beneath luactr's own (see cgroup.sweep).
+-- Returns the states of the containers that are left (M.list's).
 function M.reap(store)
+  local left, keep = {}, {}
   for _, st in ipairs(M.list(store)) do
-    local runner_alive = st.runner and st.runner_start
-      and M.start_time(st.runner) == st.runner_start
-    if st.status ~= "running" and not runner_alive then
+    local gone = false
+    if st.status ~= "running" and not runner_alive(st) then
       -- never killing here: processes in it make it a container that runs
       if st.cgroups and cgroup.open(st.cgroups):empty() and remove_cgroup(st) then
         st.cgroups, st.cgroup_parents = nil, nil
         store:write_state(st.id, st)
       end
-      if st.autoremove then store:remove_container(st.id) end
+      if st.autoremove then
+        store:remove_container(st.id)
+        gone = true
+      end
+    end
+    if not gone then
+      left[#left + 1] = st
+      keep[st.id:sub(1, 12)] = true  -- its cgroup is its state's business
     end
   end
   local layout = cgroup.detect()
-  if layout then cgroup.sweep(layout) end
+  if layout then cgroup.sweep(layout, { keep = keep }) end
+  return left
 end
 
 -- find(store, what) -> id: by name, full id or unique id prefix.
@@ -137,12 +200,20 @@ function M.cgroup_made(store, id, cg)
   store:write_state(id, st)
 end
 
--- started(store, id, proc): records the running process.
-function M.started(store, id, proc)
+-- started(store, id, proc, [o]): records the running process; with
+-- o.monitor, the caller is (about to exec) its monitor, its runner, and
+-- o.restarts says how often the monitor restarted it.
+function M.started(store, id, proc, o)
   local st = store:read_state(id)
   st.status, st.pid = "running", proc.pid
   st.pid_start = M.start_time(proc.pid)
   st.started = now_iso()
+  st.exit_code, st.finished, st.OOMKilled = nil, nil, nil
+  if o and o.monitor then
+    local me = core.sys.getpid()
+    st.runner, st.runner_start, st.monitor = me, M.start_time(me), true
+    st.restarts = o.restarts
+  end
   store:write_state(id, st)
 end
 
@@ -160,26 +231,57 @@ function M.exited(store, id, how, code, info)
   store:write_state(id, st)
 end
 
+-- mark_stopping(store, id): leaves an empty file `stopping` in the
+-- container's folder before `stop` signals it: whoever would restart it
+-- (its monitor's restart policy) reads it and leaves it stopped.
+function M.mark_stopping(store, id)
+  local path = store:container_dir(id) .. "/stopping"
+  local ok, err = core.fs.write_atomic(path, "", 420, { sync = false })
+  if not ok then fail("mark container %s stopping: %s", id:sub(1, 12), err) end
+end
+
 -- remove(store, id, force): refuses a running container unless forced
 -- (then kills it first). One whose runner was killed before it could say
 -- it runs is running all the same when processes are in its cgroup.
 function M.remove(store, id, force)
   local st = M.state(store, id)
-  if st and st.status ~= "running" and st.cgroups
+  if st and st.status ~= "running" and st.status ~= "paused" and st.cgroups
      and not cgroup.open(st.cgroups):empty() then
     st.status = "running"
   end
-  if st and st.status == "running" then
-    if not force then
-      fail("container %s is running: stop it first or use rm -f", id:sub(1, 12))
-    end
+  local busy = st and (st.status == "running" or st.status == "paused"
+    or st.status == "restarting")
+  if busy and not force then
+    fail("container %s is %s: stop it first or use rm -f", id:sub(1, 12), st.status)
+  end
+  -- its monitor must not start it again, and goes with it
+  local monitor = st and st.monitor and runner_alive(st)
+  if monitor then
+    M.mark_stopping(store, id)
+    -- forced, or its container is gone already: the monitor has nothing
+    -- left to record (its container dies with it: the parent-death signal)
+    core.sys.kill(st.runner, 9)
+  end
+  if busy then
     if st.pid then core.sys.kill(st.pid, 9) end
-    if st.cgroups then cgroup.open(st.cgroups):kill() end  -- and all its processes
+    if st.cgroups then
+      local cg = cgroup.open(st.cgroups)
+      -- thawed first: v1 frozen processes die of SIGKILL only once they run
+      if st.status == "paused" then cg:thaw() end
+      cg:kill()  -- and all its processes
+    end
     for _ = 1, 200 do
       if not alive(st) then break end
       core.sys.sleep(0.01)
     end
   end
+  for _ = 1, 500 do
+    if not (monitor and runner_alive(st)) then break end
+    core.sys.sleep(0.01)
+  end
+  local rundir = require("luactr.monitor").run_dir(store, id)
+  core.fs.unlink(rundir .. "/sock")
+  core.fs.rmdir(rundir)
   -- a runner that was killed left the cgroup (its runner removes it)
   if st then
     local ok, err = remove_cgroup(st)

@@ -9,10 +9,12 @@
 local core = require "luactr.core"
 local cgroup = require "luactr.cgroup"
 local check = require "luactr.check"
+local devices = require "luactr.devices"
 local errors = require "luactr.errors"
 local seccomp = require "luactr.seccomp"
 local spec = require "luactr.spec"
 local users = require "luactr.users"
+local userns = require "luactr.userns"
 
 local M = {}
 
@@ -47,12 +49,19 @@ local run_options = check.record({
   device_read_bps = check.array(check.string),
   device_write_bps = check.array(check.string),
   cgroup_parent = check.string,
+  devices = check.array(check.string),  -- Docker's --device HOST[:CONTAINER][:rwm]
   cap_add = check.array(check.string),
   cap_drop = check.array(check.string),
   privileged = check.boolean,
   security_opt = check.array(check.string),
   seccomp = check.either(check.string, check.table),
   no_new_privileges = check.boolean,
+  -- detached (luactr.monitor): the container outlives the call
+  detach = check.boolean,
+  restart = check.string,       -- no | always | unless-stopped | on-failure[:N]
+  log_opt = check.array(check.string),  -- { "max-size=10m", "max-file=3" }
+  detach_keys = check.string,   -- "ctrl-p,ctrl-q"
+  userns = check.enum("remap", "host"),  -- "host": none of its own (default)
 })
 
 -- A random id, Docker's way: 64 hex digits, shown by its first 12.
@@ -127,10 +136,30 @@ local function prepare(o)
     errors.raise(errors.FAILED, "run: workdir must be an absolute path, got '%s'", n.workdir)
   end
   confinement(n)
+  if n.userns == "remap" then
+    if n.privileged then
+      errors.raise(errors.FAILED, "run: --privileged and --userns=remap do not go together")
+    end
+    if n.devices and #n.devices > 0 then
+      -- the kernel refuses mknod in a user namespace; the default devices
+      -- are bound from the host's, --device nodes are not yet
+      errors.raise(errors.FAILED, "run: --device and --userns=remap do not go together yet")
+    end
+    local ok, uids, gids = pcall(userns.mappings)
+    if not ok then
+      if errors.is(uids) then errors.raise(uids.status, "run: %s", uids.message) end
+      error(uids, 0)
+    end
+    n.uid_mappings, n.gid_mappings = uids, gids
+  end
   n.id = n.id or M.new_id()  -- names its cgroup, and its host by default
   n.hostname = n.hostname or (n.network == "host" and host_hostname())
     or n.id:sub(1, 12)
   n.resources = cgroup.resources(n, "run")
+  local nodes, rules = devices.prepare(n, "run")
+  n.device_nodes = #nodes > 0 and nodes or nil
+  n.resources = n.resources or {}
+  n.resources.devices = rules
   if n.tty then
     local rows, cols = core.pty.size(0)
     if not rows then rows, cols = core.pty.size(1) end
@@ -152,6 +181,13 @@ local function make_cgroup(o)
   return cg
 end
 
+-- core.spawn; for --userns=remap the files of the root filesystem get
+-- owners that make sense inside (luactr.userns.spawn): a container's own
+-- snapshot may be chowned for that, a --rootfs folder never.
+local function spawn_container(o, s, opts)
+  return userns.spawn(s, opts, o.own_snapshot and o.store:container_dir(o.id) or nil)
+end
+
 -- Spawns the container of prepared options `o` in its cgroup and waits
 -- for it; returns how and code, and { oom_killed=, cgroup= (when its
 -- removal failed) }. `made(cgroup)` is called once its cgroup is made,
@@ -163,6 +199,7 @@ local function execute(o, started, made)
     error(user, 0)
   end
   local s = spec.build(o, user)
+  seccomp.use_cache()  -- spawn loads the filter compiled by an earlier run
   -- its cgroup first: the container joins it before it runs anything
   local cg = make_cgroup(o)
   s.linux.resources = o.resources
@@ -171,7 +208,7 @@ local function execute(o, started, made)
   local ok, how, code = pcall(function()
     if made then made(cg) end
     if o.store then o.store:write_config(o.id, s) end
-    local proc, err, errno, step = core.spawn(s, {
+    local proc, err, errno, step = spawn_container(o, s, {
       init = o.init and init_program() or nil,
       stdin = (o.interactive or o.tty) and "inherit" or "null",
       forward_signals = true,
@@ -232,6 +269,204 @@ local function from_image(o, img)
   return n
 end
 
+-- Docker's restart policy words -> policy, retries
+local function restart_policy(word)
+  word = word or "no"
+  local policy, n = word:match("^([%a-]+):?(%d*)$")
+  if policy == "on-failure" then return policy, tonumber(n) or 0 end
+  if n == "" and (policy == "no" or policy == "always" or policy == "unless-stopped") then
+    return policy, 0
+  end
+  errors.raise(errors.FAILED,
+    "run: restart: expected no, always, unless-stopped or on-failure[:N], got '%s'", word)
+end
+
+-- Docker's --log-opt max-size=10m,max-file=3 -> bytes, files
+local function log_options(list)
+  local max, files
+  for _, item in ipairs(list or {}) do
+    for kv in item:gmatch("[^,]+") do
+      local k, v = kv:match("^([%w-]+)=(.*)$")
+      if k == "max-size" then
+        max = cgroup.size(v)
+        if not max or max <= 0 then
+          errors.raise(errors.FAILED, "run: log-opt max-size: bad size '%s'", v)
+        end
+      elseif k == "max-file" then
+        files = math.tointeger(tonumber(v))
+        if not files or files < 1 then
+          errors.raise(errors.FAILED, "run: log-opt max-file: expected a count, got '%s'", v)
+        end
+      else
+        errors.raise(errors.FAILED, "run: log-opt: unsupported option '%s' (max-size, max-file)", kv)
+      end
+    end
+  end
+  if files and not max then errors.raise(errors.FAILED, "run: log-opt max-file needs max-size") end
+  return max, files
+end
+
+-- detach_keys("ctrl-p,ctrl-q") -> the bytes typed (Docker's words:
+-- ctrl-<letter>, ctrl-@ [ \ ] ^ _, or a single character)
+function M.detach_keys(words)
+  local bytes = {}
+  for w in (words or "ctrl-p,ctrl-q"):gmatch("[^,]+") do
+    local c = w:match("^ctrl%-(.)$")
+    if c and c:match("[a-zA-Z@%[\\%]%^_]") then
+      bytes[#bytes + 1] = string.char(c:upper():byte() - 64)
+    elseif #w == 1 then
+      bytes[#bytes + 1] = w
+    else
+      errors.raise(errors.FAILED, "detach keys: expected ctrl-<letter> or one character, got '%s'", w)
+    end
+  end
+  return table.concat(bytes)
+end
+
+-- Connects to the monitor of the container of state `st` (see attach).
+local function connect(store, st, o)
+  local container = require "luactr.container"
+  local tty = st.detached.tty
+  local how, code = core.attach(require("luactr.monitor").socket(store, st.id), {
+    input = o.input ~= false and st.detached.interactive or false,
+    tty = tty, raw = tty and core.pty.isatty(0),
+    detach_keys = M.detach_keys(o.detach_keys),
+  })
+  if not how then errors.raise(errors.FAILED, "attach: %s", code) end
+  if how == "closed" then
+    -- the monitor went between our connect and its status: ask the state
+    local now = container.state(store, st.id)
+    return "exit", now and now.exit_code or errors.FAILED
+  end
+  return how, code
+end
+
+-- attach(container, [{ input=, detach_keys= }]) -> "exit", status |
+-- "detached": connects this process's stdio to a detached container's
+-- (its terminal, with -t) until it ends or the detach keys are typed.
+function M.attach(what, o)
+  o = o or {}
+  local store = require("luactr.store").open()
+  local container = require "luactr.container"
+  local id = container.find(store, what)
+  local st = container.state(store, id)
+  if st.status ~= "running" or not st.detached then
+    errors.raise(errors.FAILED, "attach: container %s is not running", what)
+  end
+  return connect(store, st, o)
+end
+
+local Container = {}
+Container.__index = Container
+
+-- container(what) -> a handle on a container (name, id or id prefix)
+-- with the verbs as methods: inspect, attach, start, rm, logs, stats,
+-- exec, and those of luactr.control.
+function M.container(what)
+  local store = require("luactr.store").open()
+  local id = require("luactr.container").find(store, what)
+  return setmetatable({ id = id }, Container)
+end
+
+function Container:attach(o) return M.attach(self.id, o) end
+function Container:inspect() return M.inspect(self.id) end
+function Container:wait() return M.wait(self.id) end
+function Container:stop(o) return M.stop(self.id, o) end
+function Container:kill(sig) return M.kill(self.id, sig) end
+function Container:pause() return M.pause(self.id) end
+function Container:unpause() return M.unpause(self.id) end
+function Container:top(args) return M.top(self.id, args) end
+function Container:start() return M.start(self.id) end
+function Container:rm(o) return M.rm(self.id, o) end
+function Container:logs(o) return M.logs(self.id, o) end
+function Container:stats(prev) return M.stats(self.id, prev) end
+function Container:exec(o)
+  local t = {}
+  for k, v in pairs(o) do t[k] = v end
+  t.container = self.id
+  return M.exec(t)
+end
+
+-- start(container) -> true: starts a created or stopped container,
+-- detached; one running already is left as it is (as Docker does).
+function M.start(what)
+  local store = require("luactr.store").open()
+  local container = require "luactr.container"
+  local id = container.find(store, what)
+  local st = container.state(store, id)
+  if st.status == "running" or st.status == "paused" or st.status == "restarting" then
+    return true
+  end
+  if not st.detached then
+    errors.raise(errors.FAILED, "start: container %s was not run detached (-d)", what)
+  end
+  container.finish(store, id)
+  require("luactr.monitor").start(store, id)
+  return true
+end
+
+-- rm(container, [{ force= }])
+function M.rm(what, o)
+  local store = require("luactr.store").open()
+  local container = require "luactr.container"
+  container.remove(store, container.find(store, what), o and o.force)
+end
+
+-- logs(container, [{ tail=, since=, timestamps=, follow=, each= }]) ->
+-- list of { time=, stream=, log= }; with o.each(record), each record
+-- goes there as it comes instead (and o.follow waits for more while the
+-- container runs).
+function M.logs(what, o)
+  local store = require("luactr.store").open()
+  local container = require "luactr.container"
+  return require("luactr.logs").read(store, container.find(store, what), o or {})
+end
+
+-- Runs prepared options `n` of image `img` as a detached container of
+-- the store: its spec and settings saved, its monitor started. Returns a
+-- Container, or (attached, -it) how and code as run does.
+local function run_detached(store, n, o, img)
+  local policy, retries = restart_policy(o.restart)
+  if policy ~= "no" and o.rm then
+    errors.raise(errors.FAILED, "run: --restart and --rm do not go together")
+  end
+  local log_max, log_files = log_options(o.log_opt)
+  M.detach_keys(o.detach_keys)  -- checked before anything runs
+  local ok, err = pcall(function()
+    local user = users.resolve(n.rootfs, n.user)
+    local s = spec.build(n, user)
+    s.linux.resources = n.resources
+    s.linux.cgroupsPath = (n.cgroup_parent and n.cgroup_parent:gsub("/*$", "/") or "")
+      .. cgroup.name(n.id)
+    store:write_config(n.id, s)
+    local st = store:read_state(n.id)
+    st.detached = {
+      tty = n.tty or nil, interactive = n.interactive or nil, init = n.init or nil,
+      restart = policy, retries = retries, log_max = log_max, log_files = log_files,
+      wait_attach = not o.detach or nil,
+    }
+    st.cgroup_parent = n.cgroup_parent
+    st.stop_signal = img.config and img.config.StopSignal or nil
+    store:write_state(n.id, st)
+    store:unmount_container(n.id)
+    require("luactr.monitor").start(store, n.id)
+  end)
+  if not ok then
+    if o.rm then store:remove_container(n.id) end
+    if errors.is(err) then errors.raise(err.status, "run: %s", err.message) end
+    error(err, 0)
+  end
+  local c = setmetatable({ id = n.id }, Container)
+  if o.detach then return c end
+  -- its monitor waits for us even past the container's end (run -it
+  -- --rm of a command that ends at once): no state check here
+  local how, code = connect(store, store:read_state(n.id), { detach_keys = o.detach_keys })
+  if how == "detached" then return c, "detached" end
+  if code == 0 then return true, "exit", 0 end
+  if code > 128 then return nil, "signal", code - 128 end
+  return nil, "exit", code
+end
+
 local function run_image(o)
   local store = require("luactr.store").open()
   local container = require "luactr.container"
@@ -250,7 +485,9 @@ local function run_image(o)
     if errors.is(err) then errors.raise(err.status, "run: %s", err.message) end
     error(err, 0)
   end
+  if o.detach or (o.tty and o.interactive) then return run_detached(store, n, o, img) end
   n.store = store
+  n.own_snapshot = true  -- its writable snapshot: chowned for a user namespace if need be
   local how, code, info
   ok, err = pcall(function()
     how, code, info = execute(n, function(proc) container.started(store, n.id, proc) end,
@@ -278,7 +515,9 @@ end
 -- cap_add, cap_drop (capability names, or "ALL"), privileged,
 -- security_opt (Docker's words), seccomp (a profile table in Docker's
 -- format, a file holding one, or "unconfined"), no_new_privileges
--- (true by default); limits (the container's cgroup, see luactr.cgroup):
+-- (true by default), userns ("remap": root is an unprivileged host uid
+-- of luactr's subuid/subgid range, see luactr.userns; "host": none, the
+-- default); limits (the container's cgroup, see luactr.cgroup):
 -- memory, memory_swap ("-1": unlimited), memory_reservation (sizes:
 -- bytes or "512k", "64m", "1g"), cpus, cpu_shares, cpuset_cpus,
 -- cpuset_mems, pids_limit, blkio_weight, device_read_bps and
@@ -301,6 +540,14 @@ function M.run(o)
   local how, code = execute(o)
   if how == "exit" and code == 0 then return true, how, code end
   return nil, how, code
+end
+
+-- exec{ container=, cmd=, env=, user=, workdir=, tty=, interactive=,
+-- privileged= } -> true|nil, "exit"|"signal", code
+-- Runs a command in a running container (name, id or id prefix), in its
+-- namespaces and cgroup, confined as its own process is (luactr.exec).
+function M.exec(o)
+  return require("luactr.exec").exec(o)
 end
 
 -- build(recipe path or plan, [{ no_cache=, only={names}, out=file }])
@@ -327,7 +574,8 @@ function M.stats(what, previous)
   local container = require "luactr.container"
   local id = container.find(store, what)
   local st = container.state(store, id)
-  local r = { id = id, name = st.name, running = st.status == "running" }
+  local r = { id = id, name = st.name,
+    running = st.status == "running" or st.status == "paused" }
   if r.running and st.cgroups then
     local s = cgroup.open(st.cgroups):stats()
     r.sample = s
@@ -340,5 +588,53 @@ function M.stats(what, previous)
   end
   return r
 end
+
+-- {====== containers that exist (luactr.control)
+-- Each takes a container's name, full id or unique id prefix.
+
+-- stop(what, [{ timeout = 10, signal = }]) -> state: its stop signal,
+-- then SIGKILL after `timeout` seconds; returns once its exit is recorded.
+function M.stop(what, o)
+  return require("luactr.control").stop(what, o)
+end
+
+-- kill(what, [signal]) -> state: a signal ("KILL", "SIGUSR1", 10) to its
+-- PID 1, SIGKILL by default.
+function M.kill(what, signal)
+  return require("luactr.control").kill(what, signal)
+end
+
+-- pause(what) / unpause(what) -> state: its cgroup freezer.
+function M.pause(what)
+  return require("luactr.control").pause(what)
+end
+
+function M.unpause(what)
+  return require("luactr.control").unpause(what)
+end
+
+-- wait(what) -> exit code | nil: blocks until it has exited.
+function M.wait(what)
+  return require("luactr.control").wait(what)
+end
+
+-- top(what, [ps arguments]) -> { titles = {...}, processes = { {...} } }
+function M.top(what, args)
+  return require("luactr.control").top(what, args)
+end
+
+-- inspect(what) -> the container in `docker inspect`'s shape (Id, Name,
+-- State, Config, GraphDriver, ...).
+function M.inspect(what)
+  return require("luactr.control").inspect(what)
+end
+
+-- containers() -> the state of every container, newest first (id, name,
+-- image, status, paused, pid, exit_code, created, started, finished).
+function M.containers()
+  return require("luactr.control").containers()
+end
+
+-- }======
 
 return M

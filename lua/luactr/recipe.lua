@@ -371,6 +371,11 @@ local IMAGE_FIELDS = {
   stop_signal = check.satisfies(signal_name, "a signal ('SIGTERM' or 15)"),
 }
 
+-- A --device string (luactr.devices.parse): HOST[:CONTAINER][:rwm].
+local function device_spec(v)
+  return type(v) == "string" and pcall(require("luactr.devices").parse, v)
+end
+
 local CONTAINER_FIELDS = {
   image = true,  -- checked on its own
   replicas = check.all(check.integer,
@@ -384,6 +389,8 @@ local CONTAINER_FIELDS = {
   restart = check.satisfies(restart_policy,
     "'no', 'on-failure[:N]', 'always' or 'unless-stopped'"),
   env = env_map,
+  userns = check.enum("remap", "host"),  -- luactr.run's userns
+  devices = check.array(check.satisfies(device_spec, "a device 'HOST[:CONTAINER][:rwm]'")),
 }
 
 local STEP_WORDS = { run = true, copy = true, env = true, workdir = true, user = true, label = true }
@@ -868,7 +875,7 @@ local function plan_container(S, def)
   check_fields(S, def, CONTAINER_FIELDS, label)
   local f = def.fields
   local c = { name = def.name, line = def.line, replicas = f.replicas or 1, restart = f.restart or "no",
-    pids = f.pids, cpus = f.cpus }
+    pids = f.pids, cpus = f.cpus, userns = f.userns, devices = f.devices }
   local rec = S.objects[f.image]
   if f.image == nil then
     fail(S.path, def.line, "%s: field 'image' is missing", label)
@@ -1049,6 +1056,7 @@ function M.format(plan)
         parts[#parts + 1] = "ports " .. table.concat(ps, " ")
       end
       if c.env then parts[#parts + 1] = "env " .. assignments(c.env) end
+      if c.userns then parts[#parts + 1] = "userns " .. c.userns end
       add("  container %s: %s", c.name, table.concat(parts, ", "))
     end
   end

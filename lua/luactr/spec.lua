@@ -172,6 +172,26 @@ local function privileged_mounts()
   return mounts
 end
 
+-- A user namespace for --userns=remap: o.uid_mappings and o.gid_mappings
+-- (from luactr.userns) map container root onto luactr's subordinate ids.
+-- Without a network namespace of its own (--network host, owned by the
+-- host's user namespace) the kernel refuses a new sysfs: the host's /sys
+-- is bound read-only instead, as runc and crun do.
+local function remap(spec, o)
+  table.insert(spec.linux.namespaces, 1, { type = "user" })
+  spec.linux.uidMappings, spec.linux.gidMappings = o.uid_mappings, o.gid_mappings
+  if o.network ~= "host" then return end
+  local mounts = {}
+  for i, m in ipairs(spec.mounts) do
+    if m.destination == "/sys" then
+      m = { destination = "/sys", type = "bind", source = "/sys",
+            options = { "rbind", "nosuid", "noexec", "nodev", "ro" } }
+    end
+    mounts[i] = m
+  end
+  spec.mounts = mounts
+end
+
 -- build(o, user) -> spec
 -- `o`: validated run options; `user`: from luactr.users.resolve.
 -- Confinement: Docker's capabilities (o.privileged, o.cap_add,
@@ -204,6 +224,8 @@ function M.build(o, user)
       readonlyPaths = M.READONLY_PATHS,
     },
   }
+  spec.linux.devices = o.device_nodes  -- beside the default nodes (luactr.devices)
+  if o.uid_mappings then remap(spec, o) end
   local caps = M.capability_list(o)
   spec.process.capabilities = M.capabilities(caps, user.uid)
   if o.privileged then

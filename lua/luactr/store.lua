@@ -767,6 +767,11 @@ function Store:read_state(id)
   return text and json.decode(text)
 end
 
+function Store:read_config(id)
+  local text = fs.read(self:container_dir(id) .. "/config.json")
+  return text and json.decode(text)
+end
+
 function Store:write_config(id, spec)
   must("write config", fs.write_atomic(self:container_dir(id) .. "/config.json",
     json.encode(spec, true), nil, NOSYNC))

@@ -1,0 +1,211 @@
+-- luactr.monitor: detached containers, and the native monitor each has.
+--
+-- The handoff (DESIGN.md): the CLI forks; the child spawns the container
+-- (so the container is its child), records it running, and execs the
+-- static luactr-monitor with the container's pidfd and stdio fds. exec
+-- keeps children, so the monitor is the container's parent and waits for
+-- it, while its memory is only its own few pages. The CLI waits for the
+-- monitor's "ok" (its attach socket listens) and returns.
+--
+-- When the container ends the monitor records exit.json and execs Lua
+-- once more (`handle`): to record the rest of the end (OOM, cgroup, --rm),
+-- or to start the container again in place when its restart policy says
+-- so — the process that restarts it execs a new monitor, so a restarted
+-- container's monitor keeps its pid.
+local cgroup = require "luactr.cgroup"
+local container = require "luactr.container"
+local core = require "luactr.core"
+local errors = require "luactr.errors"
+
+local M = {}
+
+local fail, must = errors.fail, errors.must
+local sys, fs = core.sys, core.fs
+
+-- run_dir(store, id) -> the container's folder for its monitor's socket:
+-- LUACTR_RUNROOT/<id>, else <LUACTR_ROOT>/run/<id> when LUACTR_ROOT is
+-- set, else /run/luactr/<id>.
+function M.run_dir(store, id)
+  local base = os.getenv("LUACTR_RUNROOT")
+  if not base or base == "" then
+    base = os.getenv("LUACTR_ROOT") and store.root .. "/run" or "/run/luactr"
+  end
+  return base .. "/" .. id
+end
+
+-- socket(store, id) -> the path of the container's attach socket
+function M.socket(store, id)
+  return M.run_dir(store, id) .. "/sock"
+end
+
+local function program()
+  return (core.path:gsub("[^/]*$", "monitor"))
+end
+
+-- The interpreter this process runs in, for the monitor to exec Lua again.
+local function interpreter()
+  local exe = fs.readlink("/proc/self/exe")
+  if exe and exe:match("/lua[%d.]*$") then return exe end
+  return "/usr/bin/lua5.4"
+end
+
+-- The monitor runs in "/": the module paths it hands on are made whole.
+local function absolute(paths)
+  local cwd = fs.realpath(".") or "/"
+  return (paths:gsub("[^;]+", function(p)
+    if p:sub(1, 1) ~= "/" then return cwd .. "/" .. p end
+  end))
+end
+
+-- What the monitor runs with `lua -e` once the container ended; the
+-- module paths go in the environment (this process is about to become
+-- the monitor: its environment is the monitor's own).
+local function handler_code(id)
+  sys.setenv("LUA_PATH_5_4", absolute(package.path))
+  sys.setenv("LUA_CPATH_5_4", absolute(package.cpath))
+  return ("require'luactr.monitor'.handle'%s'"):format(id)
+end
+
+local function closeall(list)
+  for _, fd in pairs(list) do sys.close(fd) end
+end
+
+-- Spawns the container of state `st` (id, detached settings) from its
+-- saved spec, records it running and execs the monitor: the process
+-- calling this becomes the monitor, or exits. `ready` is the fd to say
+-- "ok" or "STATUS message" on; `restarts` how often it was restarted.
+local function become_monitor(store, st, ready, restarts)
+  local id, d = st.id, st.detached
+  local s = must("read config", store:read_config(id) or nil, "no config.json")
+  if store.driver == "overlay" then store:mount_container(id) end
+  local layout, why = cgroup.detect()
+  if not layout then fail("cgroup: %s", why) end
+  local cg = cgroup.create(layout, id, s.linux.resources, { parent = st.cgroup_parent })
+  container.cgroup_made(store, id, cg)
+  local mine, theirs = {}, {}
+  local stdio
+  if not d.tty then
+    if d.interactive then theirs.stdin, mine.stdin = must("pipe", sys.pipe()) end
+    mine.stdout, theirs.stdout = must("pipe", sys.pipe())
+    mine.stderr, theirs.stderr = must("pipe", sys.pipe())
+    stdio = { theirs.stdin or -1, theirs.stdout, theirs.stderr }
+  end
+  require("luactr.seccomp").use_cache()  -- as run's
+  -- (luactr.userns: with --userns=remap, the root's owners)
+  local proc, err, errno, step = require("luactr.userns").spawn(s, {
+    init = d.init and (core.path:gsub("[^/]*$", "init")) or nil,
+    stdio = stdio,
+    die_with_parent = true,
+    cgroups = cg:folders(),
+  }, store:container_dir(id))
+  closeall(theirs)
+  if not proc then
+    local status = errors.FAILED
+    if step == "exec" then
+      status = (errno == sys.errno.ENOENT or errno == sys.errno.ENOTDIR)
+        and errors.NOT_FOUND or errors.CANNOT_EXEC
+    end
+    cg:remove()
+    container.exited(store, id, "exit", status)
+    store:unmount_container(id)
+    errors.raise(status, "%s", err)
+  end
+  container.started(store, id, proc, { monitor = true, restarts = restarts })
+  local rundir = M.run_dir(store, id)
+  must("mkdir " .. rundir, fs.mkdirs(rundir, 448))
+  local args = {
+    "luactr-monitor",
+    "dir=" .. store:container_dir(id),
+    "sock=" .. M.socket(store, id),
+    "pidfd=" .. proc.pidfd,
+    "lua=" .. interpreter(),
+    "code=" .. handler_code(id),
+    "restart=" .. (d.restart or "no"),
+    "retries=" .. (d.retries or 0),
+    "restarts=" .. restarts,
+    "log_max=" .. (d.log_max or 0),
+    "log_files=" .. (d.log_files or 1),
+    "wait_attach=" .. (d.wait_attach and restarts == 0 and 1 or 0),
+  }
+  local keep = { proc.pidfd }
+  local function pass(key, fd)
+    if fd then
+      args[#args + 1] = key .. "=" .. fd
+      keep[#keep + 1] = fd
+    end
+  end
+  pass("out", mine.stdout)
+  pass("err", mine.stderr)
+  pass("in", mine.stdin)
+  pass("master", proc.master)
+  pass("ready", ready)
+  local _, why2 = sys.exec(program(), args, keep)
+  fail("exec monitor: %s", why2)
+end
+
+-- Says what failed on `ready` (for the CLI that waits), then ends this
+-- process: it is a fork, or a monitor's successor, never the CLI.
+local function die(ready, err)
+  local status, msg = 125, tostring(err)
+  if errors.is(err) then status, msg = err.status, err.message end
+  if ready then sys.write(ready, status .. " " .. msg) end
+  io.stderr:flush()
+  sys.exit(status)
+end
+
+-- start(store, id) -> true | raises: starts a created or stopped
+-- container detached (its state's `detached` settings, its saved spec),
+-- returning once its monitor listens.
+function M.start(store, id)
+  local st = store:read_state(id)
+  if not st or not st.detached then fail("container %s cannot be started", id:sub(1, 12)) end
+  if #M.socket(store, id) >= 108 then
+    fail("the run folder %s is too long for a socket", M.run_dir(store, id))
+  end
+  fs.unlink(store:container_dir(id) .. "/exit.json")
+  fs.unlink(store:container_dir(id) .. "/stopping")
+  local r, w = must("pipe", sys.pipe())
+  -- twice: the monitor is nobody's child but init's (or the nearest
+  -- subreaper's), so a Lua program that starts containers is left no
+  -- zombie to reap
+  local pid = must("fork", sys.fork())
+  if pid == 0 then
+    sys.close(r)
+    local ok, err = pcall(function()
+      must("setsid", sys.setsid())
+      if must("fork", sys.fork()) ~= 0 then sys.exit(0) end
+      become_monitor(store, st, w, 0)
+    end)
+    die(w, ok and "monitor: returned" or err)
+  end
+  sys.close(w)
+  sys.waitpid(pid)
+  local said = sys.read_all(r) or ""
+  sys.close(r)
+  if said == "ok\n" then return true end
+  local status, msg = said:match("^(%d+) (.*)$")
+  if not status then msg = said ~= "" and said or "the monitor did not start" end
+  errors.raise(tonumber(status) or errors.FAILED, "%s", msg)
+end
+
+-- handle(id): run by the monitor's exec once the container ended (see
+-- the top); LUACTR_MONITOR_EVENT says what to do.
+function M.handle(id)
+  local event = os.getenv("LUACTR_MONITOR_EVENT")
+  local restarts = tonumber(os.getenv("LUACTR_MONITOR_RESTARTS")) or 0
+  sys.setenv("LUACTR_MONITOR_EVENT", nil)
+  sys.setenv("LUACTR_MONITOR_RESTARTS", nil)
+  local store = require("luactr.store").open()
+  -- a `stop` that came while the monitor handed over still wins
+  if event == "restart" and fs.stat(store:container_dir(id) .. "/stopping") then
+    event = "exited"
+  end
+  local st = container.finish(store, id, event == "restart")
+  if event ~= "restart" or not st then sys.exit(0) end
+  st.restarts = restarts
+  store:write_state(id, st)
+  local ok, err = pcall(become_monitor, store, st, nil, restarts)
+  die(nil, ok and "monitor: returned" or err)
+end
+
+return M

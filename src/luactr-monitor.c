@@ -1,0 +1,556 @@
+/*
+** luactr-monitor.c -- the small native process that stays with a detached
+** container: it owns the container's stdio, writes its log, serves attach
+** clients on a unix socket and records how the container ended.
+**
+**   luactr-monitor dir=D sock=S pidfd=N (out=N err=N | master=N) [in=N]
+**                  [ready=N] [log_max=BYTES] [log_files=N]
+**                  [restart=no|always|on-failure|unless-stopped]
+**                  [retries=N] [restarts=N] [wait_attach=1]
+**                  lua=PATH code=LUA
+**
+** The process that spawned the container execs this program (see
+** lua/luactr/monitor.lua): exec keeps children, so the monitor is the
+** container's parent and waits for it through the pidfd it inherits, and
+** keeps nothing of the Lua heap. It is linked statically: its private
+** memory is its own few pages.
+**
+** The log is JSON lines in D/log.json, one object per line of output:
+** {"time":"2026-11-28T06:00:00.123456789Z","stream":"stdout","log":"hi\n"}
+** rotated by size to log.json.1 ... log.json.(log_files-1).
+**
+** The attach protocol, both ways, is frames: a type byte, a 32-bit
+** big-endian length, the payload. To clients: 1 stdout, 2 stderr (a
+** terminal's output is all 1), 3 exit (payload: the 32-bit status).
+** From clients: 0 input, 1 resize (16-bit rows, 16-bit columns),
+** 2 end of input. A client too slow to take a frame is dropped: the log
+** has everything, and the container never waits for a client.
+**
+** When the container ends, the monitor drains its output, writes
+** D/exit.json atomically ({"how":, "code":, "finished":, "restarting":,
+** "restarts":}), and then execs Lua (`lua -e CODE`, with
+** LUACTR_MONITOR_EVENT=exited or restart and LUACTR_MONITOR_RESTARTS=N in
+** its environment) to record the rest (its cgroup, --rm) or to start the
+** container again after a growing back-off when the restart policy says
+** so and no `stop` left the D/stopping marker.
+*/
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+#define MAX_CLIENTS 16
+#define LINE_MAX_BYTES 8192
+
+enum { F_INPUT = 0, F_RESIZE = 1, F_EOF = 2 };      /* from clients */
+enum { F_STDOUT = 1, F_STDERR = 2, F_EXIT = 3 };    /* to clients */
+
+/* {====== options ====== */
+
+static struct {
+  const char *dir, *sock, *lua, *code, *restart;
+  int pidfd, out, err, master, in, ready;
+  long long log_max;
+  int log_files, retries, restarts;
+  bool wait_attach;
+} o = {.pidfd = -1, .out = -1, .err = -1, .master = -1, .in = -1,
+       .ready = -1, .log_files = 1, .restart = "no"};
+
+static int dirfd_ = -1;
+
+/* The value of argument `a` when it is "key=value", else NULL. argv is
+** left as it is: `ps` shows what luactr passed. */
+static const char *val(const char *a, const char *key) {
+  size_t n = strlen(key);
+  return strncmp(a, key, n) == 0 && a[n] == '=' ? a + n + 1 : NULL;
+}
+
+/* Parses key=value arguments; false on an unknown key. */
+static bool parse_args(int argc, char **argv) {
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v;
+    if ((v = val(a, "dir"))) o.dir = v;
+    else if ((v = val(a, "sock"))) o.sock = v;
+    else if ((v = val(a, "lua"))) o.lua = v;
+    else if ((v = val(a, "code"))) o.code = v;
+    else if ((v = val(a, "restart"))) o.restart = v;
+    else if ((v = val(a, "pidfd"))) o.pidfd = atoi(v);
+    else if ((v = val(a, "out"))) o.out = atoi(v);
+    else if ((v = val(a, "err"))) o.err = atoi(v);
+    else if ((v = val(a, "master"))) o.master = atoi(v);
+    else if ((v = val(a, "in"))) o.in = atoi(v);
+    else if ((v = val(a, "ready"))) o.ready = atoi(v);
+    else if ((v = val(a, "log_max"))) o.log_max = atoll(v);
+    else if ((v = val(a, "log_files"))) o.log_files = atoi(v);
+    else if ((v = val(a, "retries"))) o.retries = atoi(v);
+    else if ((v = val(a, "restarts"))) o.restarts = atoi(v);
+    else if ((v = val(a, "wait_attach"))) o.wait_attach = atoi(v) != 0;
+    else return false;
+  }
+  return o.dir && o.sock && o.lua && o.code && o.pidfd >= 0 &&
+         (o.master >= 0 || (o.out >= 0 && o.err >= 0)) && o.log_files >= 1;
+}
+
+/* }====== */
+
+/* {====== the log ====== */
+
+static int logfd = -1;
+static long long log_size;
+static char obuf[16384];
+static size_t on;
+struct line {
+  char s[LINE_MAX_BYTES];
+  size_t n;
+};
+static struct line line[2];
+
+static void log_open(void) {
+  logfd = openat(dirfd_, "log.json",
+                 O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  struct stat st;
+  log_size = (logfd >= 0 && fstat(logfd, &st) == 0) ? st.st_size : 0;
+}
+
+static void out_flush(void) {
+  size_t done = 0;
+  while (logfd >= 0 && done < on) {
+    ssize_t w = write(logfd, obuf + done, on - done);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      break;  /* a full disk loses log lines, never the container */
+    done += (size_t)w;
+  }
+  log_size += (long long)on;
+  on = 0;
+}
+
+static void out_put(const char *s, size_t n) {
+  if (on + n > sizeof obuf)
+    out_flush();
+  memcpy(obuf + on, s, n);
+  on += n;
+}
+
+/* log.json -> log.json.1 -> ... -> log.json.(files-1); the oldest goes. */
+static void log_rotate(void) {
+  char from[32], to[32];
+  close(logfd);
+  if (o.log_files == 1) {
+    unlinkat(dirfd_, "log.json", 0);
+  } else {
+    for (int i = o.log_files - 1; i >= 1; i--) {
+      snprintf(to, sizeof to, "log.json.%d", i);
+      if (i == 1)
+        snprintf(from, sizeof from, "log.json");
+      else
+        snprintf(from, sizeof from, "log.json.%d", i - 1);
+      renameat(dirfd_, from, dirfd_, to);
+    }
+  }
+  log_open();
+}
+
+static void now_iso(char *buf, size_t size) {
+  struct timespec ts;
+  struct tm tm;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  gmtime_r(&ts.tv_sec, &tm);
+  snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ",
+           tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+           tm.tm_min, tm.tm_sec, ts.tv_nsec);
+}
+
+/* One JSON line for `n` bytes of one stream (a line, or a piece of a
+** line too long to wait for). */
+static void log_record(int stream, const char *s, size_t n) {
+  char t[48];
+  now_iso(t, sizeof t);
+  out_put("{\"time\":\"", 9);
+  out_put(t, strlen(t));
+  const char *mid = stream == 1 ? "\",\"stream\":\"stdout\",\"log\":\""
+                                : "\",\"stream\":\"stderr\",\"log\":\"";
+  out_put(mid, strlen(mid));
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    char e[8];
+    if (c == '"' || c == '\\') {
+      e[0] = '\\';
+      e[1] = (char)c;
+      out_put(e, 2);
+    } else if (c == '\n') {
+      out_put("\\n", 2);
+    } else if (c == '\t') {
+      out_put("\\t", 2);
+    } else if (c < 0x20 || c == 0x7f) {
+      snprintf(e, sizeof e, "\\u%04x", c);
+      out_put(e, 6);
+    } else {
+      out_put((const char *)&s[i], 1);
+    }
+  }
+  out_put("\"}\n", 3);
+  out_flush();
+  if (o.log_max > 0 && log_size >= o.log_max)
+    log_rotate();
+}
+
+/* Output of stream 1 or 2: whole lines are logged as they complete. */
+static void log_data(int stream, const char *s, size_t n) {
+  struct line *l = &line[stream - 1];
+  while (n > 0) {
+    const char *nl = memchr(s, '\n', n);
+    size_t take = nl ? (size_t)(nl - s) + 1 : n;
+    if (l->n + take > sizeof l->s) {
+      take = sizeof l->s - l->n;
+      nl = NULL;
+    }
+    memcpy(l->s + l->n, s, take);
+    l->n += take;
+    s += take;
+    n -= take;
+    if (nl || l->n == sizeof l->s) {
+      log_record(stream, l->s, l->n);
+      l->n = 0;
+    }
+  }
+}
+
+static void log_finish(void) {
+  for (int st = 1; st <= 2; st++)
+    if (line[st - 1].n) {
+      log_record(st, line[st - 1].s, line[st - 1].n);
+      line[st - 1].n = 0;
+    }
+}
+
+/* }====== */
+
+/* {====== attach clients ====== */
+
+static struct client {
+  int fd;
+  unsigned char hdr[5];
+  int got;             /* header bytes read */
+  uint32_t left;       /* payload bytes still to come */
+  unsigned char rs[4]; /* a resize payload */
+  int rsn;
+} clients[MAX_CLIENTS];
+static int nclients;
+
+static void drop(int i) {
+  close(clients[i].fd);
+  clients[i] = clients[--nclients];
+}
+
+static void put32(unsigned char *p, uint32_t v) {
+  p[0] = (unsigned char)(v >> 24);
+  p[1] = (unsigned char)(v >> 16);
+  p[2] = (unsigned char)(v >> 8);
+  p[3] = (unsigned char)v;
+}
+
+static void broadcast(int type, const char *s, size_t n) {
+  unsigned char hdr[5];
+  hdr[0] = (unsigned char)type;
+  put32(hdr + 1, (uint32_t)n);
+  struct iovec iov[2] = {{hdr, 5}, {(void *)s, n}};
+  for (int i = nclients - 1; i >= 0; i--) {
+    struct msghdr m = {.msg_iov = iov, .msg_iovlen = 2};
+    ssize_t w = sendmsg(clients[i].fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (w != (ssize_t)(n + 5))
+      drop(i);
+  }
+}
+
+static int input_fd(void) {
+  return o.master >= 0 ? o.master : o.in;
+}
+
+static void to_input(const unsigned char *s, size_t n) {
+  int fd = input_fd();
+  while (fd >= 0 && n > 0) {
+    ssize_t w = write(fd, s, n);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      return;  /* a container not reading its input loses it */
+    s += w;
+    n -= (size_t)w;
+  }
+}
+
+/* Reads what client i sent; false when it is gone. */
+static bool client_read(struct client *c) {
+  unsigned char buf[4096];
+  ssize_t n = read(c->fd, buf, sizeof buf);
+  if (n < 0 && (errno == EINTR || errno == EAGAIN))
+    return true;
+  if (n <= 0)
+    return false;
+  for (ssize_t i = 0; i < n;) {
+    if (c->got < 5) {
+      c->hdr[c->got++] = buf[i++];
+      if (c->got == 5) {
+        c->left = (uint32_t)c->hdr[1] << 24 | (uint32_t)c->hdr[2] << 16 |
+                  (uint32_t)c->hdr[3] << 8 | c->hdr[4];
+        c->rsn = 0;
+        if (c->hdr[0] == F_EOF && o.in >= 0) {
+          close(o.in);
+          o.in = -1;
+        }
+        if (c->left == 0)
+          c->got = 0;
+      }
+      continue;
+    }
+    size_t take = (size_t)(n - i) < c->left ? (size_t)(n - i) : c->left;
+    if (c->hdr[0] == F_INPUT) {
+      to_input(buf + i, take);
+    } else if (c->hdr[0] == F_RESIZE) {
+      for (size_t k = 0; k < take && c->rsn < 4; k++)
+        c->rs[c->rsn++] = buf[i + k];
+      if (c->rsn == 4 && o.master >= 0) {
+        struct winsize ws = {.ws_row = (unsigned short)(c->rs[0] << 8 | c->rs[1]),
+                             .ws_col = (unsigned short)(c->rs[2] << 8 | c->rs[3])};
+        ioctl(o.master, TIOCSWINSZ, &ws);
+      }
+    }
+    i += (ssize_t)take;
+    c->left -= (uint32_t)take;
+    if (c->left == 0)
+      c->got = 0;
+  }
+  return true;
+}
+
+static int listen_on(const char *path) {
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof a.sun_path)
+    return -1;
+  strcpy(a.sun_path, path);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0)
+    return -1;
+  unlink(path);
+  if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 8) < 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* }====== */
+
+/* {====== the container's end ====== */
+
+/* Reads what fd has now; returns false at its end. */
+static bool pump(int fd, int stream) {
+  char buf[16384];
+  ssize_t n = read(fd, buf, sizeof buf);
+  if (n < 0 && (errno == EINTR || errno == EAGAIN))
+    return true;
+  if (n <= 0)
+    return false;  /* EOF, or EIO once a terminal's last slave closed */
+  log_data(stream, buf, (size_t)n);
+  broadcast(stream, buf, (size_t)n);
+  return true;
+}
+
+static void write_exit(const char *how, int code, bool restarting,
+                       int restarts) {
+  char t[48], buf[256];
+  now_iso(t, sizeof t);
+  int n = snprintf(buf, sizeof buf,
+                   "{\"how\":\"%s\",\"code\":%d,\"finished\":\"%s\","
+                   "\"restarting\":%s,\"restarts\":%d}\n",
+                   how, code, t, restarting ? "true" : "false", restarts);
+  int fd = openat(dirfd_, "exit.json.tmp",
+                  O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  if (fd < 0)
+    return;
+  bool ok = write(fd, buf, (size_t)n) == n && fsync(fd) == 0;
+  close(fd);
+  if (ok)
+    renameat(dirfd_, "exit.json.tmp", dirfd_, "exit.json");
+}
+
+static bool stopping(void) {
+  return faccessat(dirfd_, "stopping", F_OK, 0) == 0;
+}
+
+static bool should_restart(int status) {
+  if (stopping() || !strcmp(o.restart, "no"))
+    return false;
+  if (!strcmp(o.restart, "on-failure"))
+    return status != 0 && (o.retries == 0 || o.restarts < o.retries);
+  return !strcmp(o.restart, "always") || !strcmp(o.restart, "unless-stopped");
+}
+
+/* Hands over to Lua for what follows the end (see the top). */
+static void __attribute__((noreturn)) hand_over(const char *event,
+                                                int restarts) {
+  char n[16];
+  snprintf(n, sizeof n, "%d", restarts);
+  setenv("LUACTR_MONITOR_EVENT", event, 1);
+  setenv("LUACTR_MONITOR_RESTARTS", n, 1);
+  char *argv[] = {(char *)"lua", (char *)"-e", (char *)o.code, NULL};
+  syscall(SYS_close_range, 3U, ~0U, 0U);
+  execv(o.lua, argv);
+  _exit(125);
+}
+
+/* }====== */
+
+int main(int argc, char **argv) {
+  if (!parse_args(argc, argv))
+    return 125;
+  signal(SIGPIPE, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
+  /* the terminal or pipe luactr ran from must not stay open here */
+  int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null >= 0) {
+    for (int fd = 0; fd < 3; fd++)
+      if (fd != o.ready)
+        dup2(null, fd);
+    if (null > 2)
+      close(null);
+  }
+  if (chdir("/") < 0)  /* holding no folder of the caller's busy */
+    return 125;
+  dirfd_ = open(o.dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dirfd_ < 0)
+    return 125;
+  log_open();
+  int lfd = listen_on(o.sock);
+  int fds[] = {o.out, o.err, o.master, o.in, o.pidfd, o.ready};
+  for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+    if (fds[i] >= 0)
+      fcntl(fds[i], F_SETFD, FD_CLOEXEC);
+  if (o.in >= 0)
+    fcntl(o.in, F_SETFL, O_NONBLOCK);
+  if (o.ready >= 0) {
+    /* luactr run -d returns once this is said */
+    ssize_t w = write(o.ready, lfd >= 0 ? "ok\n" : "no socket\n",
+                      lfd >= 0 ? 3 : 10);
+    (void)w;
+    close(o.ready);
+    o.ready = -1;
+  }
+  struct timespec began;
+  clock_gettime(CLOCK_MONOTONIC, &began);
+
+  /* the streams: stdout and stderr pipes, or the terminal as stdout */
+  int sfd[2] = {o.master >= 0 ? o.master : o.out, o.master >= 0 ? -1 : o.err};
+  bool reading = !o.wait_attach;
+  bool exited = false;
+  siginfo_t si;
+  for (;;) {
+    struct pollfd p[4 + MAX_CLIENTS];
+    int np = 0;
+    p[np++] = (struct pollfd){.fd = exited ? -1 : o.pidfd, .events = POLLIN};
+    p[np++] = (struct pollfd){.fd = lfd, .events = POLLIN};
+    for (int s = 0; s < 2; s++)
+      p[np++] = (struct pollfd){.fd = reading ? sfd[s] : -1, .events = POLLIN};
+    int polled = nclients;
+    for (int i = 0; i < nclients; i++)
+      p[np++] = (struct pollfd){.fd = clients[i].fd, .events = POLLIN};
+    if (exited && sfd[0] < 0 && sfd[1] < 0)
+      break;
+    /* Waiting for the first client (run -it) lasts 10 s at most, also
+    ** past the end (its output and status are for that client): a
+    ** caller killed before it attached must not stall us. After the
+    ** end, output still buffered is drained for 2 s at most: a process
+    ** the container left holding a pipe must not keep us either. */
+    int r = poll(p, (nfds_t)np, !reading ? 10000 : exited ? 2000 : -1);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r == 0 && !reading) {
+      reading = true;
+      continue;
+    }
+    if (r <= 0 && exited)
+      break;
+    if (p[0].revents) {
+      memset(&si, 0, sizeof si);
+      if (waitid((idtype_t)P_PIDFD, (id_t)o.pidfd, &si, WEXITED) == 0)
+        exited = true;
+    }
+    /* clients first, from the last: drop() moves the last one into the
+    ** gap, and every later step may drop or add some */
+    for (int i = polled - 1; i >= 0; i--)
+      if (p[4 + i].revents && !client_read(&clients[i]))
+        drop(i);
+    if (p[1].revents & POLLIN) {
+      int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+      if (c >= 0 && nclients < MAX_CLIENTS) {
+        clients[nclients++] = (struct client){.fd = c};
+        reading = true;
+      } else if (c >= 0) {
+        close(c);
+      }
+    }
+    for (int s = 0; s < 2; s++)
+      if (p[2 + s].revents && !pump(sfd[s], s + 1)) {
+        close(sfd[s]);
+        if (sfd[s] == o.master)
+          o.master = -1;
+        sfd[s] = -1;
+      }
+  }
+  log_finish();
+
+  const char *how = si.si_code == CLD_EXITED ? "exit" : "signal";
+  int code = si.si_status;
+  int status = si.si_code == CLD_EXITED ? code : 128 + code;
+  bool again = should_restart(status);
+  write_exit(how, code, again, o.restarts);
+  unsigned char st[4];
+  put32(st, (uint32_t)status);
+  broadcast(F_EXIT, (const char *)st, 4);
+  while (nclients)
+    drop(0);
+  if (lfd >= 0)
+    close(lfd);
+  unlink(o.sock);
+  if (!again)
+    hand_over("exited", o.restarts);
+  /* Docker's back-off: 100 ms doubling up to a minute, from the start
+  ** again once a run lasted 10 s; a `stop` meanwhile ends it */
+  struct timespec ended;
+  clock_gettime(CLOCK_MONOTONIC, &ended);
+  int streak = ended.tv_sec - began.tv_sec >= 10 ? 0 : o.restarts;
+  long delay = 100;
+  for (int i = 0; i < streak && delay < 60000; i++)
+    delay *= 2;
+  if (delay > 60000)
+    delay = 60000;
+  for (long waited = 0; waited < delay; waited += 50) {
+    if (stopping()) {
+      write_exit(how, code, false, o.restarts);
+      hand_over("exited", o.restarts);
+    }
+    struct timespec ts = {0, 50 * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+  hand_over("restart", o.restarts + 1);
+}
