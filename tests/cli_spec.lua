@@ -56,8 +56,18 @@ describe("cli.parse", function()
 end)
 
 describe("cli.main", function()
-  it("exits 125 for an unknown command", function()
-    assert.are.equal(125, cli.main({ "frobnicate" }))
+  it("exits 125 for an unknown command, and says so on stderr", function()
+    local real, said = io.stderr, {}
+    io.stderr = { write = function(self, ...)
+      for _, piece in ipairs({ ... }) do said[#said + 1] = piece end
+      return self
+    end }
+    local ok, st = pcall(cli.main, { "frobnicate" })
+    io.stderr = real
+    assert.is_true(ok, st)
+    assert.are.equal(125, st)
+    assert.are.equal("luactr: unknown command 'frobnicate' (see 'luactr --help')\n",
+      table.concat(said))
   end)
 end)
 

@@ -451,4 +451,33 @@ describe("the Lua API #root", function()
     local _, left = root.luactr("ps -a -q")
     assert.are.equal("", left)
   end)
+
+  it("gives the container's verbs as methods: exec, stats, kill, wait, stop, start", function()
+    local root = busybox_store()
+    local script = [[
+      local luactr = require "luactr"
+      local c = luactr.run{ image = "busybox", detach = true, name = "api",
+                            cmd = { "sh", "-c", "trap 'exit 9' USR1; while :; do sleep 0.1; done" } }
+      local ok, how, code = c:exec{ cmd = { "sh", "-c", "exit 4" } }
+      print("exec", ok, how, code)
+      local s = c:stats()
+      print("stats", s.running, s.pids and s.pids > 0)
+      c:kill("USR1")
+      print("wait", c:wait())
+      c:start()
+      print("again", luactr.container("api"):inspect().State.Status)
+      c:stop{ timeout = 1 }
+      print("stopped", c:inspect().State.Status)
+      local n = 0
+      for _, st in ipairs(luactr.containers()) do if st.name == "api" then n = n + 1 end end
+      print("listed", n)
+      c:rm()
+    ]]
+    local st, out, err = root.shell("lua5.4 -e " .. q(
+      ("package.path='%s/lua/?.lua;%s/lua/?/init.lua;'..package.path package.cpath='%s/?.so;'..package.cpath")
+        :format(support.TOP, support.TOP, support.BUILD)) .. " -e " .. q(script))
+    assert.are.equal(0, st, err)
+    assert.are.equal("exec\tnil\texit\t4\nstats\ttrue\ttrue\nwait\t9\n"
+      .. "again\trunning\nstopped\texited\nlisted\t1\n", out)
+  end)
 end)

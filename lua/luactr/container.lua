@@ -47,9 +47,12 @@ function M.exit_record(store, id)
   return text and json.decode(text) or nil
 end
 
+-- runner_alive(st) -> is the process that runs it (an attached `luactr
+-- run`, or the monitor of a detached one and its Lua successor) there?
 local function runner_alive(st)
   return st.runner and st.runner_start and M.start_time(st.runner) == st.runner_start
 end
+M.runner_alive = runner_alive
 
 -- state(store, id) -> state table, stale "running" fixed: "exited" with
 -- the code its monitor recorded ("restarting" while the monitor waits to

@@ -400,7 +400,6 @@ function M.start(what)
   if not st.detached then
     errors.raise(errors.FAILED, "start: container %s was not run detached (-d)", what)
   end
-  container.finish(store, id)
   require("luactr.monitor").start(store, id)
   return true
 end

@@ -159,6 +159,19 @@ end
 function M.start(store, id)
   local st = store:read_state(id)
   if not st or not st.detached then fail("container %s cannot be started", id:sub(1, 12)) end
+  if st.status ~= "created" then
+    -- the monitor of its last run records that run's end, and its
+    -- cgroup goes with it: that is done before anything of this run is
+    -- made (or it would take this run's cgroup for its own)
+    for _ = 1, 500 do
+      if not container.runner_alive(st) then break end
+      sys.sleep(0.02)
+    end
+    if container.runner_alive(st) then
+      fail("container %s is still ending its last run", id:sub(1, 12))
+    end
+    st = container.finish(store, id) or fail("no such container: %s", id)
+  end
   if #M.socket(store, id) >= 108 then
     fail("the run folder %s is too long for a socket", M.run_dir(store, id))
   end
