@@ -239,7 +239,9 @@ function M.wait(what)
     sleep(0.02)
     st = M.state(s, id)
   end
-  if st and running(st) then
+  -- "stale" while its runner lives: it ended a moment ago, and the
+  -- runner is about to record how
+  if st and (running(st) or (st.stale and recorder_alive(st))) then
     ended(st, nil)
     st = recorded(s, id, st)
   end
