@@ -287,14 +287,33 @@ describe("luactr run --userns=remap #root", function()
     assert.are.equal(before, owner(fixture() .. "/bin"))
   end)
 
-  it("refuses --privileged, as Docker does, and --device", function()
+  it("refuses --privileged, as Docker does", function()
     local env = subid_files()
     local st, _, err = run_sh(env, "--userns=remap --privileged", "true")
     assert.are.equal(125, st)
     assert.matches("--privileged and --userns=remap do not go together", err, 1, true)
-    st, _, err = run_sh(env, "--userns=remap --device /dev/null:/dev/other", "true")
-    assert.are.equal(125, st)
-    assert.matches("--device and --userns=remap do not go together", err, 1, true)
+  end)
+
+  it("binds --device nodes in from the host's (no mknod in a user namespace)", function()
+    local env = subid_files()
+    local st, out, err = run_sh(env, "--userns=remap --device /dev/zero:/dev/myzero --device /dev/null:/dev/sub/mynull",
+      "head -c 3 /dev/myzero | od -An -tx1; echo gone > /dev/sub/mynull && echo written; "
+      .. "mknod /dev/x c 1 5 2>/dev/null || echo no-mknod")
+    assert.are.equal(0, st, err)
+    local lines = support.lines(out)
+    assert.matches("^%s*00 00 00%s*$", lines[1])
+    assert.are.equal("written", lines[2])
+    assert.are.equal("no-mknod", lines[3])
+    -- a node only host root may open stays shut to the remapped root
+    -- (in a folder the remapped root may pass through: the bind is made
+    -- inside the user namespace)
+    local dir = support.tmpdir()
+    local node = dir .. "/hostonly"
+    support.must("chmod 755 " .. q(dir) .. " && mknod -m 0600 " .. q(node) .. " c 1 5")
+    st, out, err = run_sh(env, "--userns=remap --device " .. q(node) .. ":/dev/hostonly",
+      "ls -l /dev/hostonly | cut -c1-10; head -c 1 /dev/hostonly 2>/dev/null || echo denied")
+    assert.are.equal(0, st, err)
+    assert.are.equal("crw-------\ndenied\n", out)
   end)
 
   it("changes nothing without --userns: root is the host's root", function()

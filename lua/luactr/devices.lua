@@ -132,14 +132,16 @@ function M.host_nodes()
   return list
 end
 
--- prepare(o, [where]) -> nodes, rules
+-- prepare(o, [where]) -> nodes, rules, binds
 -- From the run options `o.devices` (an array of --device strings) and
 -- `o.privileged`: the OCI linux.devices (nodes to make) and
--- linux.resources.devices (the cgroup's rules). Raises a luactr error
+-- linux.resources.devices (the cgroup's rules); `binds` holds the same
+-- --device nodes as OCI bind mounts of the host's nodes, for a user
+-- namespace, where the kernel refuses mknod. Raises a luactr error
 -- naming `where` and the entry when one is wrong.
 function M.prepare(o, where)
   where = where or "run"
-  local nodes, rules = {}, {}
+  local nodes, rules, binds = {}, {}, {}
   if o.privileged then
     nodes = M.host_nodes()
     rules[1] = M.ALLOW_ALL[1]
@@ -153,8 +155,10 @@ function M.prepare(o, where)
     if not node then fail("%s: %s", at, err) end
     nodes[#nodes + 1] = node
     rules[#rules + 1] = allow(node.type, node.major, node.minor, d.access)
+    binds[#binds + 1] = { destination = d.path, type = "bind", source = d.host,
+                          options = { "bind", "nosuid", "noexec" } }
   end
-  return nodes, rules
+  return nodes, rules, binds
 end
 
 -- v1_lines(rules) -> { { file=, value= }, ... }: the writes that set the

@@ -140,11 +140,6 @@ local function prepare(o)
     if n.privileged then
       errors.raise(errors.FAILED, "run: --privileged and --userns=remap do not go together")
     end
-    if n.devices and #n.devices > 0 then
-      -- the kernel refuses mknod in a user namespace; the default devices
-      -- are bound from the host's, --device nodes are not yet
-      errors.raise(errors.FAILED, "run: --device and --userns=remap do not go together yet")
-    end
     local ok, uids, gids = pcall(userns.mappings)
     if not ok then
       if errors.is(uids) then errors.raise(uids.status, "run: %s", uids.message) end
@@ -156,8 +151,14 @@ local function prepare(o)
   n.hostname = n.hostname or (n.network == "host" and host_hostname())
     or n.id:sub(1, 12)
   n.resources = cgroup.resources(n, "run")
-  local nodes, rules = devices.prepare(n, "run")
-  n.device_nodes = #nodes > 0 and nodes or nil
+  local nodes, rules, binds = devices.prepare(n, "run")
+  if n.uid_mappings then
+    -- the kernel refuses mknod in a user namespace: the host's nodes are
+    -- bound in (the default ones too, by spawn), the cgroup rules stay
+    n.device_binds = #binds > 0 and binds or nil
+  else
+    n.device_nodes = #nodes > 0 and nodes or nil
+  end
   n.resources = n.resources or {}
   n.resources.devices = rules
   if n.tty then

@@ -226,6 +226,12 @@ function M.build(o, user)
   }
   spec.linux.devices = o.device_nodes  -- beside the default nodes (luactr.devices)
   if o.uid_mappings then remap(spec, o) end
+  if o.device_binds then
+    local mounts = {}
+    for i, m in ipairs(spec.mounts) do mounts[i] = m end
+    for _, m in ipairs(o.device_binds) do mounts[#mounts + 1] = m end
+    spec.mounts = mounts
+  end
   local caps = M.capability_list(o)
   spec.process.capabilities = M.capabilities(caps, user.uid)
   if o.privileged then
