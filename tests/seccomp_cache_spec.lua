@@ -78,18 +78,7 @@ describe("core.seccomp.cache", function()
 end)
 
 describe("the seccomp cache in luactr run #root", function()
-  local probe_root
-  -- The busybox fixture with tests/probes/probe.c built into its /bin.
-  local function rootfs()
-    if not probe_root then
-      local dir = support.tmpdir()
-      support.must(("cp -a %s %s/rootfs"):format(q(support.rootfs()), q(dir)))
-      support.must(("cc -static -O2 -o %s/rootfs/bin/probe %s/tests/probes/probe.c"):format(
-        q(dir), q(support.TOP)))
-      probe_root = dir .. "/rootfs"
-    end
-    return probe_root
-  end
+  local rootfs = support.probe_rootfs
 
   local runroot, dir
   before_each(function()

@@ -26,19 +26,7 @@ local function fields(text)
   return t
 end
 
-local probe_root
--- A copy of the busybox fixture with tests/probes/probe.c built (static)
--- into its /bin, made once per run and removed with the run's folders.
-local function rootfs()
-  if not probe_root then
-    local dir = support.tmpdir()
-    support.must(("cp -a %s %s/rootfs"):format(q(support.rootfs()), q(dir)))
-    support.must(("cc -static -O2 -o %s/rootfs/bin/probe %s/tests/probes/probe.c"):format(
-      q(dir), q(support.TOP)))
-    probe_root = dir .. "/rootfs"
-  end
-  return probe_root
-end
+local rootfs = support.probe_rootfs
 
 -- `luactr run --rootfs <probe root> OPTIONS -- CMD`: status, stdout, stderr.
 local function run(options, cmd)

@@ -90,6 +90,20 @@ function M.rootfs()
   return rootfs
 end
 
+local probe_root
+-- A copy of the busybox fixture with tests/probes/probe.c built (static)
+-- into its /bin, made once per run and removed with the run's folders.
+function M.probe_rootfs()
+  if not probe_root then
+    local dir = M.tmpdir()
+    M.must(("cp -a %s %s/rootfs"):format(shell_quote(M.rootfs()), shell_quote(dir)))
+    M.must(("cc -static -O2 -o %s/rootfs/bin/probe %s/tests/probes/probe.c"):format(
+      shell_quote(dir), shell_quote(M.TOP)))
+    probe_root = dir .. "/rootfs"
+  end
+  return probe_root
+end
+
 -- `luactr run --rootfs FIXTURE <options> -- <cmd>`: status, stdout, stderr.
 -- `options` and `cmd` are shell words as written.
 function M.run(options, cmd, stdin)

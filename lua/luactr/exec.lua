@@ -53,19 +53,10 @@ local function env_list(env)
 end
 
 -- Sets "KEY=VALUE" strings into the array `list`, a KEY already there
--- replaced in place.
+-- replaced in place (luactr.spec's rule for run).
 local function set_env(list, kvs)
-  local index = {}
-  for i, kv in ipairs(list) do index[kv:match("^[^=]*")] = i end
-  for _, kv in ipairs(kvs) do
-    local k = kv:match("^[^=]*")
-    if index[k] then
-      list[index[k]] = kv
-    else
-      list[#list + 1] = kv
-      index[k] = #list
-    end
-  end
+  local set = require("luactr.spec").env_setter(list)
+  for _, kv in ipairs(kvs) do set(kv) end
 end
 
 -- The saved spec of container `id`, made into the exec's (see the top).

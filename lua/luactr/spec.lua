@@ -134,12 +134,13 @@ function M.capabilities(list, uid)
   return caps
 end
 
--- The process environment: Docker's defaults, then the caller's.
--- `env` is an array of "KEY=VALUE" (a later KEY replaces an earlier one).
-function M.environment(o, user, hostname)
-  local list, index = {}, {}
-  local function set(kv)
-    local k = kv:match("^([^=]*)")
+-- env_setter(list) -> set(kv): sets "KEY=VALUE" strings into the array
+-- `list`, a KEY already there replaced in place.
+function M.env_setter(list)
+  local index = {}
+  for i, kv in ipairs(list) do index[kv:match("^[^=]*")] = i end
+  return function(kv)
+    local k = kv:match("^[^=]*")
     if index[k] then
       list[index[k]] = kv
     else
@@ -147,6 +148,13 @@ function M.environment(o, user, hostname)
       index[k] = #list
     end
   end
+end
+
+-- The process environment: Docker's defaults, then the caller's.
+-- `env` is an array of "KEY=VALUE" (a later KEY replaces an earlier one).
+function M.environment(o, user, hostname)
+  local list = {}
+  local set = M.env_setter(list)
   set("PATH=" .. M.DEFAULT_PATH)
   set("HOSTNAME=" .. hostname)
   if o.tty then set("TERM=xterm") end
