@@ -19,10 +19,10 @@ WARN    = -std=c11 -Wall -Wextra -Wshadow -Wmissing-prototypes \
 ALL_CFLAGS = $(CFLAGS) $(WARN) -fPIC -I$(LUA_INCDIR)
 LIBS    = -lbtrfsutil -lnettle -lcap -lseccomp
 
-SRC     = $(filter-out src/luactr-init.c src/luactr-monitor.c,$(wildcard src/*.c))
+SRC     = $(filter-out src/luactr-stage.c src/luactr-monitor.c,$(wildcard src/*.c))
 HDR     = $(wildcard src/*.h)
 CORE    = $(BUILD)/luactr/core.so
-INIT    = $(BUILD)/luactr/init
+STAGE   = $(BUILD)/luactr/stage
 MONITOR = $(BUILD)/luactr/monitor
 LUASRC  = $(wildcard lua/luactr/*.lua)
 LUAC    ?= luac5.4
@@ -33,7 +33,7 @@ BUSTED = $(LUA) /usr/bin/busted
 
 .PHONY: all deps check check-unprivileged asan bench install clean
 
-all: $(CORE) $(INIT) $(MONITOR) $(LUABC)
+all: $(CORE) $(STAGE) $(MONITOR) $(LUABC)
 
 $(BUILD)/lua/%.lua: lua/%.lua
 	@mkdir -p $(dir $@)
@@ -43,10 +43,16 @@ $(CORE): $(SRC) $(HDR) Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LIBFLAG) -o $@ $(SRC) $(LDFLAGS) $(LIBS)
 
-# static: it runs inside containers whose root need not hold a libc
-$(INIT): src/luactr-init.c Makefile
+# The stage runs inside containers (whose root need not hold a libc),
+# exec'd from a memfd copy made at every start: static, and on x86_64 and
+# aarch64 freestanding, a few KiB with no libc at all (luactr-stage.c).
+FREESTANDING = -nostdlib -ffreestanding -fno-stack-protector -fno-pie -no-pie \
+  -fno-asynchronous-unwind-tables -fno-tree-loop-distribute-patterns \
+  -Wl,-z,noexecstack -Wl,--build-id=none
+STAGE_FLAGS = $(if $(filter x86_64-% aarch64-%,$(shell $(CC) -dumpmachine)),$(FREESTANDING))
+$(STAGE): src/luactr-stage.c src/luactr-stage.h Makefile
 	@mkdir -p $(dir $@)
-	$(CC) -O2 $(WARN) -static -o $@ src/luactr-init.c
+	$(CC) -O2 $(WARN) -static $(STAGE_FLAGS) -o $@ src/luactr-stage.c
 
 # static too: one per detached container, so its private memory counts
 $(MONITOR): src/luactr-monitor.c Makefile
@@ -94,7 +100,7 @@ install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LUADIR)/luactr $(DESTDIR)$(LIBDIR)/luactr
 	install -m 0644 $(LUASRC) $(DESTDIR)$(LUADIR)/luactr/
 	install -m 0755 $(CORE) $(DESTDIR)$(LIBDIR)/luactr/core.so
-	install -m 0755 $(INIT) $(DESTDIR)$(LIBDIR)/luactr/init
+	install -m 0755 $(STAGE) $(DESTDIR)$(LIBDIR)/luactr/stage
 	install -m 0755 $(MONITOR) $(DESTDIR)$(LIBDIR)/luactr/monitor
 	sed -e 's|^local INSTALLED = nil.*|local INSTALLED = { lua = "$(abspath $(RUN_LUADIR))", lib = "$(abspath $(RUN_LIBDIR))" }|' \
 	    -e '1s|.*|#!$(LUA_BIN)|' \

@@ -4,12 +4,14 @@
 ** core.spawn(spec, opts) takes an OCI runtime spec as a Lua table, checks
 ** and copies everything it needs into a C struct in the parent, then
 ** clones a child into new namespaces. The child runs the whole sequence
-** (mounts, /dev, pivot_root, masks, user, capabilities, seccomp, exec)
-** with no Lua in between and only async-signal-safe calls: the seccomp
-** filter is compiled in the parent, the child only installs it. A failing
-** step is written to a close-on-exec pipe as (errno, "step detail"); a
-** successful execve closes the pipe, so the parent knows the outcome when
-** its read returns.
+** (mounts, /dev, pivot_root, masks, user, capabilities, no_new_privs)
+** with no Lua in between and only async-signal-safe calls, then execs
+** luactr-stage from a sealed memfd copy, which installs the seccomp
+** filters (compiled in the parent) and execs the command: the process
+** that the container could see is never backed by a host file
+** (luactr-stage.c says why). A failing step is written to a pipe as
+** (errno, "step detail"); the command's execve closes the pipe, so the
+** parent knows the outcome when its read ends.
 **
 ** It returns a process handle (luactr.process): wait, kill, resize.
 */
@@ -20,6 +22,7 @@
 #include <linux/sched.h>
 #include <net/if.h>
 #include <poll.h>
+#include <dlfcn.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -27,20 +30,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
+#include <sys/sendfile.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <grp.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include "luactr.h"
+#include "luactr-stage.h"
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define MAX_JOIN 8
@@ -48,8 +55,11 @@
 
 /* {====== the spec, parsed in the parent ====== */
 
+#define STAGE_ARGS 6             /* before the command's, see luactr-stage.h */
+
 typedef struct spec {
   const char **argv, **envp;     /* NULL-terminated */
+  const char **stage_argv;       /* STAGE_ARGS slots, then argv */
   const char *cwd;
   uid_t uid;
   gid_t gid;
@@ -79,8 +89,7 @@ typedef struct spec {
   const char **masked, **ropaths;
   int nmasked, nro;
   /* from opts, not the OCI spec */
-  const char *init;              /* the init program, or NULL */
-  int initfd;
+  bool init;                     /* the stage as PID 1, the command its child */
   bool stdin_null, forward, pdeath;
   int stdio[3];                  /* fds to become 0, 1, 2, or -1 */
   const char *cgroups[MAX_CGROUPS];  /* cgroup folders to join */
@@ -91,6 +100,8 @@ typedef struct spec {
   int targetfd;                  /* its pidfd, opened by spawn */
   /* set up by spawn */
   int errfd, sockfd;
+  int stagefd;                   /* the sealed copy of luactr-stage */
+  int filterfd;                  /* the seccomp filters for it, or -1 */
   sigset_t childmask;            /* the mask the command starts with */
 } spec;
 
@@ -175,9 +186,13 @@ static void parse_process(lua_State *L, int idx, spec *s) {
   if (!getfield(L, idx, "args", LUA_TTABLE, "process"))
     luaL_error(L, "spawn: process.args is missing");
   int n;
-  s->argv = strings(L, "process.args", &n);
+  const char **args = strings(L, "process.args", &n);
   if (n == 0)
     luaL_error(L, "spawn: process.args is empty");
+  /* the stage's arguments go before the command's (luactr-stage.h) */
+  s->stage_argv = scratch(L, (size_t)n + STAGE_ARGS + 1, sizeof *s->stage_argv);
+  memcpy(s->stage_argv + STAGE_ARGS, args, (size_t)n * sizeof *args);
+  s->argv = s->stage_argv + STAGE_ARGS;
   if (getfield(L, idx, "env", LUA_TTABLE, "process"))
     s->envp = strings(L, "process.env", NULL);
   else
@@ -427,7 +442,7 @@ static void parse_spec(lua_State *L, spec *s) {
                                       "join_start", NULL};
     luaL_checktype(L, 2, LUA_TTABLE);
     lx_checkkeys(L, 2, "spawn: opts", ok);
-    s->init = optstr(L, 2, "init", "opts");
+    s->init = optbool(L, 2, "init", "opts");
     s->forward = optbool(L, 2, "forward_signals", "opts");
     s->pdeath = optbool(L, 2, "die_with_parent", "opts");
     s->idmap_root = optbool(L, 2, "idmap_root", "opts");
@@ -480,16 +495,10 @@ static void parse_spec(lua_State *L, spec *s) {
 
 /* {====== the child (async-signal-safe only) ====== */
 
-typedef struct report {
-  int err;
-  int len;
-  char msg[1024];
-} report;
-
 /* Sends (errno, "step detail") to the parent and exits. */
 static void __attribute__((noreturn))
 die(const spec *s, const char *step, const char *detail) {
-  report r;
+  lx_report r;
   lx_buf b;
   r.err = errno;
   lx_buf_init(&b);
@@ -503,7 +512,7 @@ die(const spec *s, const char *step, const char *detail) {
   r.msg[r.len] = '\0';
   ssize_t w;
   do
-    w = write(s->errfd, &r, offsetof(report, msg) + (size_t)r.len + 1);
+    w = write(s->errfd, &r, offsetof(lx_report, msg) + (size_t)r.len + 1);
   while (w < 0 && errno == EINTR);
   _exit(125);
 }
@@ -636,39 +645,94 @@ static int open_console(const spec *s) {
   return slave;
 }
 
-/* Finds `prog` along the container's PATH, as execvpe would with the
-** container's environment (not luactr's). */
-static void exec_command(const spec *s) {
-  const char *prog = s->argv[0];
-  if (strchr(prog, '/')) {
-    execve(prog, (char *const *)s->argv, (char *const *)s->envp);
-    die(s, "exec", prog);
-  }
-  const char *path = DEFAULT_PATH;
-  for (int i = 0; s->envp[i]; i++)
-    if (strncmp(s->envp[i], "PATH=", 5) == 0)
-      path = s->envp[i] + 5;
-  bool denied = false;
-  char full[PATH_MAX];
-  while (*path) {
-    const char *end = strchr(path, ':');
-    size_t n = end ? (size_t)(end - path) : strlen(path);
-    char dir[PATH_MAX];
-    if (n < sizeof dir) {
-      memcpy(dir, path, n);
-      dir[n] = '\0';
-      if (lx_path_join(full, n ? dir : ".", prog)) {
-        execve(full, (char *const *)s->argv, (char *const *)s->envp);
-        if (errno == EACCES)
-          denied = true;
-        else if (errno != ENOENT && errno != ENOTDIR && errno != ELOOP)
-          die(s, "exec", prog);
-      }
+/* Closes every fd of ours but 0, 1, 2 and the `n` in `keep` (-1: none).
+** Async-signal-safe. */
+static int close_others(const int *keep, int n) {
+  int k[4], m = 0;
+  for (int i = 0; i < n && m < 4; i++)
+    if (keep[i] > 2)
+      k[m++] = keep[i];
+  for (int i = 1; i < m; i++)  /* sorted, for the gaps between them */
+    for (int j = i; j > 0 && k[j - 1] > k[j]; j--) {
+      int t = k[j];
+      k[j] = k[j - 1];
+      k[j - 1] = t;
     }
-    path += n + (end ? 1 : 0);
+  unsigned from = 3;
+  for (int i = 0; i < m; i++) {
+    if ((unsigned)k[i] > from &&
+        syscall(SYS_close_range, from, (unsigned)k[i] - 1, 0) < 0)
+      return -1;
+    from = (unsigned)k[i] + 1;
   }
-  errno = denied ? EACCES : ENOENT;
-  die(s, "exec", prog);
+  return (int)syscall(SYS_close_range, from, ~0U, 0);
+}
+
+/* The seccomp filters' fd stays open across the stage's exec. */
+static void keep_filters(const spec *s) {
+  if (s->filterfd >= 0 && fcntl(s->filterfd, F_SETFD, 0) < 0)
+    die(s, "fcntl", "seccomp filters");
+}
+
+/* Execs luactr-stage from its sealed copy (see luactr-stage.c), in
+** `mode`, with `flags`; it finds and execs the command, in a new process
+** in join mode. The process's exe is that copy from here on: no file of
+** the host's is reachable through /proc/PID/exe, even by a command whose
+** first line is "#!/proc/self/exe". */
+static void __attribute__((noreturn))
+exec_stage(const spec *s, const char *mode, const char *flags) {
+  lx_buf errfd, filterfd;
+  lx_buf_init(&errfd);
+  lx_buf_init(&filterfd);
+  lx_buf_catint(&errfd, s->errfd);
+  if (s->filterfd >= 0)
+    lx_buf_catint(&filterfd, s->filterfd);
+  else
+    lx_buf_cat(&filterfd, "-");
+  const char *path = "";
+  if (!strchr(s->argv[0], '/')) {
+    path = DEFAULT_PATH;
+    for (int i = 0; s->envp[i]; i++)
+      if (strncmp(s->envp[i], "PATH=", 5) == 0)
+        path = s->envp[i] + 5;
+  }
+  const char **argv = s->stage_argv;
+  argv[0] = "luactr-stage";
+  argv[1] = mode;
+  argv[2] = errfd.s;
+  argv[3] = filterfd.s;
+  argv[4] = *flags ? flags : "-";
+  argv[5] = path;
+  /* the error pipe must reach the stage, which says why an exec failed;
+  ** it closes it on the command's exec */
+  if (fcntl(s->errfd, F_SETFD, 0) < 0)
+    die(s, "fcntl", "error pipe");
+  keep_filters(s);
+  syscall(SYS_execveat, s->stagefd, "", argv, s->envp, AT_EMPTY_PATH);
+  die(s, "exec", "luactr-stage");
+}
+
+/* --init: PID 1 becomes the stage's init, the parent of `child` (the
+** command, forked already), as "luactr-init PID" (what ps shows), with the
+** seccomp filters on fd 3 when there are any. Its error pipe closes on
+** this exec: the command's exec alone ends it. */
+static void __attribute__((noreturn)) exec_init(const spec *s, pid_t child) {
+  int stage = s->stagefd;
+  if (stage == 3 && (stage = fcntl(3, F_DUPFD_CLOEXEC, 4)) < 0)
+    die(s, "fcntl", "luactr-stage");
+  if (s->filterfd >= 0 && s->filterfd != 3 && dup2(s->filterfd, 3) < 0)
+    die(s, "dup2", "seccomp filters");
+  if (s->filterfd < 0)
+    close(3);
+  else if (fcntl(3, F_SETFD, 0) < 0)
+    die(s, "fcntl", "seccomp filters");
+  lx_buf pid;
+  lx_buf_init(&pid);
+  lx_buf_catint(&pid, (long)child);
+  const char *argv[] = {"luactr-init", pid.s, NULL};
+  const char *envp[] = {NULL};
+  syscall(SYS_execveat, stage, "", argv, envp, AT_EMPTY_PATH);
+  die(s, "exec", "luactr-init");
 }
 
 /* Becomes the spec's user with the spec's capabilities, in the order the
@@ -698,26 +762,51 @@ static void become_user(const spec *s) {
     die(s, "prctl", "pdeathsig");
 }
 
-/* The last steps before exec: no_new_privs, then the seccomp filter, so
-** that it need only allow what the command itself does (and execve). */
+/* no_new_privs, the last step before the stage's exec; the stage installs
+** the seccomp filters next (see exec_stage), so that they need only allow
+** what the command itself does. (Without no_new_privs the filters are in
+** place already: become_user installed them while it could.) */
 static void lock_down(const spec *s) {
   if (s->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
     die(s, "prctl", "no_new_privs");
-  if (s->seccomp.set && s->no_new_privs && lx_seccomp_load(&s->seccomp) < 0)
-    die(s, "seccomp", NULL);
 }
 
-/* The part after pivot_root that the command's own process does. */
+/* After chdir: is the working directory beneath our root? A link in the
+** container to /proc/self/fd/N, N a folder of the host's, would have taken
+** it out (CVE-2024-21626); we hold no such fd by now, and this proves it
+** (the kernel's getcwd says "(unreachable)" for a folder outside). */
+static void check_cwd(const spec *s) {
+  char cwd[PATH_MAX];
+  if (syscall(SYS_getcwd, cwd, sizeof cwd) < 0)
+    die(s, "getcwd", s->cwd);
+  if (cwd[0] != '/') {
+    lx_buf b;
+    lx_buf_init(&b);
+    lx_buf_cat(&b, s->cwd);
+    lx_buf_cat(&b, " leads outside the container");
+    errno = EPERM;
+    die(s, "chdir", b.s);
+  }
+}
+
+/* Who finishes: the container's PID 1 (a session leader), the command
+** under --init (PID 1's child), or a process that joins a running
+** container (exec), which leaves session and terminal to the command's
+** process that the stage clones. */
+typedef enum { AS_LEADER, UNDER_INIT, JOINING } role;
+
+/* The part after pivot_root (or the join) that the command's own process
+** does; it ends in the stage's exec. */
 static void __attribute__((noreturn))
-finish(const spec *s, int slave, bool leader) {
-  if (leader && setsid() < 0)
+finish(const spec *s, int slave, role who) {
+  if (who == AS_LEADER && setsid() < 0)
     die(s, "setsid", NULL);
   if (slave >= 0) {
-    if (leader) {
+    if (who == AS_LEADER) {
       if (ioctl(slave, TIOCSCTTY, 0) < 0)
         die(s, "ioctl TIOCSCTTY", "console");
-    } else {
-      /* under --init: its own process group, in the terminal's foreground */
+    } else if (who == UNDER_INIT) {
+      /* its own process group, in the terminal's foreground */
       if (setpgid(0, 0) < 0 || tcsetpgrp(slave, getpid()) < 0)
         die(s, "tcsetpgrp", "console");
     }
@@ -752,17 +841,28 @@ finish(const spec *s, int slave, bool leader) {
     close(root);
   }
   become_user(s);
+  /* Only 0, 1 and 2 reach the command, and what the stage needs, which it
+  ** closes: no fd of the host's is left for the chdir to go through. */
+  int keep[] = {s->errfd, s->stagefd, s->filterfd};
+  if (close_others(keep, 3) < 0)
+    die(s, "close_range", NULL);
   if (chdir(s->cwd) < 0)
     die(s, "chdir", s->cwd);
+  check_cwd(s);
   umask(s->umask);
-  /* Only 0, 1 and 2 reach the command: everything else closes on exec,
-  ** the error pipe last of all, which tells the parent we made it. */
-  if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
-    die(s, "close_range", NULL);
   sigprocmask(SIG_SETMASK, &s->childmask, NULL);
   lock_down(s);
-  exec_command(s);
-  _exit(127);  /* not reached: exec_command dies */
+  if (who != JOINING)
+    exec_stage(s, "exec", "");
+  /* the command's process: a session of its own, the terminal its
+  ** controlling one, and killed with luactr when asked */
+  char flags[4] = "s", *f = flags + 1;
+  if (s->terminal)
+    *f++ = 't';
+  if (s->pdeath)
+    *f++ = 'p';
+  *f = '\0';
+  exec_stage(s, "join", flags);
 }
 
 /* Receives one byte and, when one came with it, a fd (*fd, else -1)
@@ -893,7 +993,7 @@ static void __attribute__((noreturn)) child_main(spec *s) {
       die(s, "readonly", s->ropaths[i]);
   int slave = s->terminal ? open_console(s) : -1;
   if (!s->init)
-    finish(s, slave, true);
+    finish(s, slave, AS_LEADER);
   /* --init: this process stays as PID 1, the command is its child */
   if (setsid() < 0)
     die(s, "setsid", NULL);
@@ -903,36 +1003,33 @@ static void __attribute__((noreturn)) child_main(spec *s) {
   if (pid < 0)
     die(s, "fork", "init");
   if (pid == 0)
-    finish(s, slave, false);
-  /* Become the init program: exec keeps the child and the blocked mask,
-  ** and leaves no copy of luactr's memory (or command line) behind. Every
-  ** fd closes on exec: the command's exec alone ends the error pipe. The
+    finish(s, slave, UNDER_INIT);
+  /* Become the stage's init: exec keeps the child and the blocked mask,
+  ** and leaves no copy of luactr's memory (or command line) behind. The
   ** init runs as the command's user, confined as it is (Docker's init
   ** does too), so it can signal the command and do nothing more. */
   become_user(s);
-  lx_buf arg;
-  lx_buf_init(&arg);
-  lx_buf_catint(&arg, (long)pid);
-  const char *argv[] = {"luactr-init", arg.s, NULL};
-  const char *envp[] = {NULL};
-  syscall(SYS_close_range, 0U, ~0U, CLOSE_RANGE_CLOEXEC);
+  int keep[] = {s->stagefd, s->filterfd};
+  if (close_others(keep, 2) < 0)
+    die(s, "close_range", NULL);
   lock_down(s);
-  syscall(SYS_execveat, s->initfd, "", argv, envp, AT_EMPTY_PATH);
-  die(s, "exec", s->init);
+  exec_init(s, pid);
 }
 
 /* Join mode (exec): a process that enters a running container instead of
-** making one. It is in the container's pid namespace from birth (see
-** clone_joiner); it joins the cgroup, then every other namespace at once
-** through the pidfd, and from there on is what finish() makes of any
-** container process: user, capabilities, seccomp, no_new_privs, exec.
+** making one. It joins the cgroup, then every namespace at once through
+** the pidfd, the pid namespace as its children's only: it stays in the
+** host's, where no process of the container can see it, ptrace it or
+** read its /proc files (runc's nsexec orders it so). From there on it is
+** what finish() makes of any container process: user, capabilities,
+** no_new_privs, no fd of the host's, the working directory; then the
+** stage clones the command's process into the container's pid namespace,
+** with nothing of the host's left and the seccomp filters installed.
 ** No mount, no pivot_root, no /dev: setns into the mount namespace makes
 ** the container's root our "/" and our working directory. */
 static void __attribute__((noreturn)) join_main(spec *s) {
-  /* Not dumpable until the exec: the container's processes, which share
-  ** our pid namespace now, must not ptrace or read /proc/PID/fd of a
-  ** process that still holds host fds and all capabilities (runc's
-  ** CVE-2016-9962). execve makes the command dumpable again. */
+  /* Not dumpable until the exec, all the same: it holds host fds and
+  ** every capability (runc's CVE-2016-9962). */
   if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
     die(s, "prctl", "dumpable");
   if (s->pdeath && prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
@@ -945,13 +1042,12 @@ static void __attribute__((noreturn)) join_main(spec *s) {
   for (int sig = 1; sig < _NSIG; sig++)
     if (sig != SIGKILL && sig != SIGSTOP)
       signal(sig, SIG_DFL);
-  int flags = s->nsflags & ~CLONE_NEWPID;  /* pid: ours since clone */
-  if (flags && setns(s->targetfd, flags) < 0)
+  if (s->nsflags && setns(s->targetfd, s->nsflags) < 0)
     die(s, "setns", "container namespaces");
   close(s->targetfd);
   /* the pty comes from the container's own devpts (its /dev/ptmx) */
   int slave = s->terminal ? open_console(s) : -1;
-  finish(s, slave, true);
+  finish(s, slave, JOINING);
 }
 
 /* }====== */
@@ -966,6 +1062,15 @@ typedef struct process {
   bool masked;       /* forwarded signals blocked since spawn */
   sigset_t oldmask;  /* the caller's mask, restored by wait or close */
 } process;
+
+/* Gives the caller its signal mask back (the forwarded ones were blocked
+** since spawn). */
+static void restore_mask(process *p) {
+  if (p->masked) {
+    sigprocmask(SIG_SETMASK, &p->oldmask, NULL);
+    p->masked = false;
+  }
+}
 
 /* The signals `luactr run` forwards to the container. */
 static void forward_set(sigset_t *set) {
@@ -1009,47 +1114,139 @@ static int open_target(const spec *s) {
   return fd;
 }
 
-/* Clones the child of a join into the container's pid namespace.
-** setns(CLONE_NEWPID) never moves the caller, only the children it makes
-** next (its pid_for_children), and clone3 has no flag for "into that pid
-** namespace". So the parent points its own pid_for_children at the
-** container just for the clone and points it back at once: one clone,
-** and the command is our child, which process:wait needs. The other way
-** (setns in the child, then fork again) costs a second fork and leaves a
-** middle process between us and the command. Every signal is blocked
-** around this, and Lua is single-threaded: nothing else forks meanwhile.
-** Returns as clone_child, with errno kept. */
-static pid_t clone_joiner(const spec *s, int *pidfd) {
-  if (!(s->nsflags & CLONE_NEWPID))
-    return clone_child(0, pidfd);
-  int back = open("/proc/self/ns/pid_for_children", O_RDONLY | O_CLOEXEC);
-  if (back < 0)
+/* The sealed memfd copy of luactr-stage (the file "stage" beside this
+** library) that the container's process execs before its command: see
+** luactr-stage.c for why. Close-on-exec; -1 with errno, and *what set to
+** the file that failed. */
+static int stage_copy(char *path, const char **what) {
+  Dl_info info;
+  *what = "luactr-stage";
+  if (!dladdr((void *)stage_copy, &info) || !info.dli_fname) {
+    errno = ENOENT;
     return -1;
-  if (setns(s->targetfd, CLONE_NEWPID) < 0) {
-    int e = errno;
-    close(back);
+  }
+  const char *slash = strrchr(info.dli_fname, '/');
+  size_t dir = slash ? (size_t)(slash - info.dli_fname) + 1 : 0;
+  if (dir + sizeof "stage" > PATH_MAX) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  memcpy(path, info.dli_fname, dir);
+  memcpy(path + dir, "stage", sizeof "stage");
+  *what = path;
+  int in = open(path, O_RDONLY | O_CLOEXEC);
+  if (in < 0)
+    return -1;
+  struct stat st;
+  int fd = -1;
+  if (fstat(in, &st) < 0)
+    goto out;
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U  /* Linux 6.3: says the memfd may be exec'd */
+#endif
+  fd = memfd_create("luactr-stage", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
+  if (fd < 0 && errno == EINVAL)
+    fd = memfd_create("luactr-stage", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0)
+    goto out;
+  for (off_t done = 0; done < st.st_size;) {
+    ssize_t n = sendfile(fd, in, NULL, (size_t)(st.st_size - done));
+    if (n <= 0) {
+      if (n == 0)
+        errno = EIO;  /* it shrank */
+      goto fail;
+    }
+    done += n;
+  }
+#ifndef F_SEAL_EXEC
+#define F_SEAL_EXEC 0x0020  /* Linux 6.3: its mode's x bits stay */
+#endif
+  int seals = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
+  if (fcntl(fd, F_ADD_SEALS, seals | F_SEAL_EXEC) < 0 &&
+      (errno != EINVAL || fcntl(fd, F_ADD_SEALS, seals) < 0))
+    goto fail;
+  goto out;
+fail:
+  close(fd);
+  fd = -1;
+out:;
+  int e = errno;
+  close(in);
+  errno = e;
+  return fd;
+}
+
+/* The compiled seccomp filters, in the form the stage installs them
+** (lx_filters in luactr-stage.h), in a sealed memfd. Close-on-exec; -1
+** with errno. */
+static int filter_copy(const lx_seccomp *f) {
+  _Static_assert(LX_SECCOMP_MAX <= LX_FILTERS_MAX, "filters");
+  int fd = memfd_create("luactr-seccomp", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0)
+    return -1;
+  lx_filters h;
+  memset(&h, 0, sizeof h);
+  h.magic = LX_FILTERS_MAGIC;
+  h.flags = f->flags;
+  h.n = (unsigned)f->n;
+  struct iovec iov[1 + LX_SECCOMP_MAX];
+  size_t total = sizeof h;
+  iov[0] = (struct iovec){.iov_base = &h, .iov_len = sizeof h};
+  for (int i = 0; i < f->n; i++) {
+    h.len[i] = f->progs[i].len;
+    iov[i + 1] = (struct iovec){
+      .iov_base = f->progs[i].filter,
+      .iov_len = f->progs[i].len * sizeof(struct sock_filter)};
+    total += iov[i + 1].iov_len;
+  }
+  ssize_t n = writev(fd, iov, f->n + 1);  /* a memfd takes it whole */
+  if (n != (ssize_t)total ||
+      fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW |
+                             F_SEAL_WRITE) < 0) {
+    int e = n < 0 ? errno : n != (ssize_t)total ? EIO : errno;
+    close(fd);
     errno = e;
     return -1;
   }
-  pid_t pid = clone_child(0, pidfd);
-  if (pid == 0)
-    return 0;  /* the child; `back` closes on exec */
-  int e = errno;
-  if (setns(back, CLONE_NEWPID) < 0) {
-    /* never seen (our own pid namespace is always allowed), but then the
-    ** next process luactr starts would land in the container: fail */
-    e = errno;
-    if (pid > 0) {
-      syscall(SYS_pidfd_send_signal, *pidfd, SIGKILL, NULL, 0);
-      waitpid(pid, NULL, 0);
-      close(*pidfd);
-      *pidfd = -1;
+  return fd;
+}
+
+/* Reads what the child says on the error pipe until it closes: nothing
+** when the command was exec'd; a report (*failed) when a step failed; in
+** join mode, also "pid N", the command's process (*joined). Returns false
+** when what came is not such messages. */
+static bool read_reports(int fd, lx_report *failed, pid_t *joined) {
+  char buf[3 * sizeof(lx_report)];
+  size_t got = 0;
+  ssize_t n;
+  failed->err = 0;
+  *joined = -1;
+  do {
+    n = read(fd, buf + got, sizeof buf - got);
+    if (n > 0)
+      got += (size_t)n;
+  } while ((n > 0 && got < sizeof buf) || (n < 0 && errno == EINTR));
+  size_t head = offsetof(lx_report, msg);
+  for (size_t at = 0; at < got;) {
+    lx_report r;
+    if (got - at < head)
+      return false;
+    memcpy(&r, buf + at, head);
+    if (r.len < 0 || r.len >= (int)sizeof r.msg || got - at < head + (size_t)r.len + 1)
+      return false;
+    memcpy(r.msg, buf + at + head, (size_t)r.len);
+    r.msg[r.len] = '\0';
+    at += head + (size_t)r.len + 1;
+    if (r.err == 0) {
+      long pid;
+      if (sscanf(r.msg, "pid %ld", &pid) != 1 || pid <= 0)
+        return false;
+      *joined = (pid_t)pid;
+    } else if (failed->err == 0) {
+      *failed = r;  /* the first failure is the one to tell */
     }
-    pid = -1;
   }
-  close(back);
-  errno = e;
-  return pid;
+  return true;
 }
 
 /* The parent's part of a new user namespace: writes the child's uid and
@@ -1112,7 +1309,8 @@ static const char *userns_start(const spec *s, pid_t pid, int syncfd,
 }
 
 /* core.spawn(spec, [opts]) -> process | nil, err, errno, step
-** opts: init (path of luactr-init, to run as PID 1), stdin ("inherit" | "null"),
+** opts: init (true: the stage's init as PID 1, the command its child),
+** stdin ("inherit" | "null"),
 ** forward_signals (block them from now until process:wait forwards),
 ** die_with_parent (SIGKILL the container when the caller dies),
 ** cgroups (folders whose cgroup.procs the container joins before it
@@ -1124,80 +1322,64 @@ static const char *userns_start(const spec *s, pid_t pid, int syncfd,
 ** reuse; a process gone fails as "join container: No such process"),
 ** stdio ({in, out, err}: fds that become the container's 0, 1 and 2,
 ** for a monitor that holds the other ends; in -1: /dev/null; not with a
-** terminal). */
+** terminal).
+** Every container's process execs the command through luactr-stage, the
+** program "stage" beside this library (luactr-stage.c). */
 static int l_spawn(lua_State *L) {
   spec s;
   parse_spec(L, &s);
-  int errp[2], sockp[2] = {-1, -1};
-  s.initfd = -1;
-  if (s.init) {
-    s.initfd = open(s.init, O_PATH | O_CLOEXEC);
-    if (s.initfd < 0)
-      return lx_fail(L, s.init, errno);
-  }
-  if (pipe2(errp, O_CLOEXEC) < 0) {
-    int e = errno;
-    if (s.initfd >= 0)
-      close(s.initfd);
-    return lx_fail(L, "pipe", e);
-  }
-  if (s.terminal &&
-      socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sockp) < 0) {
-    int e = errno;
-    close(errp[0]);
-    close(errp[1]);
-    if (s.initfd >= 0)
-      close(s.initfd);
-    return lx_fail(L, "socketpair", e);
-  }
-  /* a new user namespace: the child waits on syncp for its id maps */
-  int syncp[2] = {-1, -1};
-  if ((s.nsflags & CLONE_NEWUSER) && !s.target &&
-      socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, syncp) < 0) {
-    int e = errno;
-    close(errp[0]);
-    close(errp[1]);
-    if (sockp[0] >= 0) {
-      close(sockp[0]);
-      close(sockp[1]);
-    }
-    if (s.initfd >= 0)
-      close(s.initfd);
-    return lx_fail(L, "socketpair", e);
-  }
-  s.syncfd = syncp[1];
+  int errp[2] = {-1, -1}, sockp[2] = {-1, -1}, syncp[2] = {-1, -1};
+  s.stagefd = s.filterfd = s.targetfd = -1;
+  for (int i = 0; i < s.ncgroups; i++)
+    s.cgfds[i] = -1;
   process *p = lua_newuserdatauv(L, sizeof *p, 0);
   p->pid = -1;
   p->pidfd = p->master = -1;
   p->reaped = p->masked = false;
   luaL_setmetatable(L, LX_PROCESS);
+  int nret = 1;  /* the process, unless something fails */
+  const char *what = NULL;  /* what failed before the clone */
+  char stagepath[PATH_MAX];
+  if ((s.stagefd = stage_copy(stagepath, &what)) < 0)
+    goto failed;
+  what = "seccomp filters";
+  if (s.seccomp.set && s.no_new_privs && (s.filterfd = filter_copy(&s.seccomp)) < 0)
+    goto failed;
+  what = "pipe";
+  if (pipe2(errp, O_CLOEXEC) < 0)
+    goto failed;
+  what = "socketpair";
+  if (s.terminal &&
+      socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sockp) < 0)
+    goto failed;
+  /* a new user namespace: the child waits on syncp for its id maps */
+  if ((s.nsflags & CLONE_NEWUSER) && !s.target &&
+      socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, syncp) < 0)
+    goto failed;
+  what = "join container";
+  if (s.target && (s.targetfd = open_target(&s)) < 0)
+    goto failed;
+  what = "open cgroup.procs";
+  for (int i = 0; i < s.ncgroups; i++) {
+    char path[PATH_MAX];
+    errno = ENAMETOOLONG;
+    if (!lx_path_join(path, s.cgroups[i], "cgroup.procs") ||
+        (s.cgfds[i] = open(path, O_WRONLY | O_CLOEXEC)) < 0)
+      goto failed;
+  }
+  s.errfd = errp[1];
+  s.sockfd = sockp[1];
+  s.syncfd = syncp[1];
   /* Block every signal across the clone: the child must not run a Lua
   ** handler; it restores the caller's mask just before exec. */
   sigset_t all;
   sigfillset(&all);
   sigprocmask(SIG_SETMASK, &all, &p->oldmask);
   s.childmask = p->oldmask;
-  s.errfd = errp[1];
-  s.sockfd = sockp[1];
-  int cgerr = 0, flags = s.nsflags;
-  int joinerr = 0;
-  s.targetfd = -1;
-  if (s.target && (s.targetfd = open_target(&s)) < 0)
-    joinerr = errno;
-  for (int i = 0; i < s.ncgroups; i++)
-    s.cgfds[i] = -1;
-  for (int i = 0; i < s.ncgroups && !cgerr; i++) {
-    char path[PATH_MAX];
-    if (!lx_path_join(path, s.cgroups[i], "cgroup.procs"))
-      cgerr = ENAMETOOLONG;
-    else if ((s.cgfds[i] = open(path, O_WRONLY | O_CLOEXEC)) < 0)
-      cgerr = errno;
-  }
-  if (s.ncgroups)
-    flags &= ~CLONE_NEWCGROUP;  /* the child unshares it once it has joined */
-  pid_t pid = cgerr || joinerr ? -1
-            : s.target ? clone_joiner(&s, &p->pidfd)
-            : clone_child(flags, &p->pidfd);
+  /* the child unshares the cgroup namespace once it has joined; a join
+  ** stays in our namespaces until it enters the container's */
+  int flags = s.target ? 0 : s.nsflags & ~(s.ncgroups ? CLONE_NEWCGROUP : 0);
+  pid_t pid = clone_child(flags, &p->pidfd);
   if (pid == 0) {
     close(errp[0]);
     if (sockp[0] >= 0)
@@ -1208,15 +1390,8 @@ static int l_spawn(lua_State *L) {
       join_main(&s);
     child_main(&s);
   }
-  int cloneerr = joinerr ? joinerr : cgerr ? cgerr : errno;
-  if (syncp[1] >= 0)
-    close(syncp[1]);
-  if (s.targetfd >= 0)
-    close(s.targetfd);
-  for (int i = 0; i < s.ncgroups; i++)
-    if (s.cgfds[i] >= 0)
-      close(s.cgfds[i]);
-  if (s.forward) {
+  int cloneerr = errno;
+  if (s.forward && pid > 0) {
     sigset_t fw;
     forward_set(&fw);
     sigset_t keep = p->oldmask;
@@ -1228,74 +1403,104 @@ static int l_spawn(lua_State *L) {
   } else {
     sigprocmask(SIG_SETMASK, &p->oldmask, NULL);
   }
+  /* the child's ends */
   close(errp[1]);
-  if (sockp[1] >= 0)
+  errp[1] = -1;
+  if (sockp[1] >= 0) {
     close(sockp[1]);
-  if (s.initfd >= 0)
-    close(s.initfd);
+    sockp[1] = -1;
+  }
+  if (syncp[1] >= 0) {
+    close(syncp[1]);
+    syncp[1] = -1;
+  }
   if (pid < 0) {
-    close(errp[0]);
-    if (syncp[0] >= 0)
-      close(syncp[0]);
-    if (sockp[0] >= 0)
-      close(sockp[0]);
-    if (p->masked)
-      sigprocmask(SIG_SETMASK, &p->oldmask, NULL);
-    p->masked = false;
-    return lx_fail(L, joinerr ? "join container" : cgerr ? "open cgroup.procs"
-                   : "clone", cloneerr);
+    what = "clone";
+    errno = cloneerr;
+    goto failed;
   }
   p->pid = pid;
   if (syncp[0] >= 0) {
     int uerr = 0;
     const char *detail = "";
     const char *ustep = userns_start(&s, pid, syncp[0], &detail, &uerr);
-    close(syncp[0]);
     if (ustep) {
       /* the child waits for us: it ends here, having done nothing */
       syscall(SYS_pidfd_send_signal, p->pidfd, SIGKILL, NULL, 0);
-      close(errp[0]);
-      if (sockp[0] >= 0)
-        close(sockp[0]);
       waitpid(pid, NULL, 0);
       p->reaped = true;
+      restore_mask(p);
       luaL_pushfail(L);
       lua_pushfstring(L, "%s%s%s: %s", ustep, *detail ? " " : "", detail,
                       strerror(uerr));
       lua_pushinteger(L, uerr);
       lua_pushstring(L, ustep);
-      return 4;
+      nret = 4;
+      goto done;
     }
   }
-  report r;
-  ssize_t n;
-  do
-    n = read(errp[0], &r, sizeof r);
-  while (n < 0 && errno == EINTR);
-  close(errp[0]);
-  if (n > 0) {
-    /* a step failed: reap the child, report the step */
-    if (s.terminal)
-      close(sockp[0]);
+  lx_report r;
+  pid_t joined;
+  bool understood = read_reports(errp[0], &r, &joined);
+  if (s.target) {
+    /* the first child (in our pid namespace) ends once the stage has
+    ** cloned the command's process, which is our child too */
     waitpid(pid, NULL, 0);
+    close(p->pidfd);
+    p->pidfd = -1;
+    p->pid = joined;
+  }
+  if (!understood || r.err || (s.target && joined < 0)) {
+    /* a step failed: reap what ran, report the step */
+    if (p->pid > 0)
+      waitpid(p->pid, NULL, 0);
     p->reaped = true;
-    r.msg[sizeof r.msg - 1] = '\0';
-    if ((size_t)n < offsetof(report, msg))
-      return lx_failmsg(L, "spawn: child failed without a report", EPROTO);
+    restore_mask(p);
+    if (!understood || !r.err) {
+      lua_pushnil(L);
+      lua_pushliteral(L, "spawn: child failed without a report");
+      lua_pushinteger(L, EPROTO);
+      nret = 3;
+      goto done;
+    }
     luaL_pushfail(L);
     lua_pushfstring(L, "%s: %s", r.msg, strerror(r.err));
     lua_pushinteger(L, r.err);
     const char *sp = strchr(r.msg, ' ');
     lua_pushlstring(L, r.msg, sp ? (size_t)(sp - r.msg) : strlen(r.msg));
-    return 4;
+    nret = 4;
+    goto done;
+  }
+  if (s.target && (p->pidfd = (int)syscall(SYS_pidfd_open, joined, 0)) < 0) {
+    int e = errno;
+    waitpid(joined, NULL, 0);  /* ours, not reaped: never seen */
+    p->reaped = true;
+    restore_mask(p);
+    nret = lx_fail(L, "pidfd_open", e);
+    goto done;
   }
   if (s.terminal) {
     p->master = recv_fd(sockp[0]);
-    close(sockp[0]);
-    if (p->master < 0)
-      return lx_failmsg(L, "spawn: no terminal from the container", EPROTO);
+    if (p->master < 0) {
+      nret = lx_failmsg(L, "spawn: no terminal from the container", EPROTO);
+      goto done;
+    }
   }
-  return 1;  /* the process */
+  goto done;
+failed:
+  nret = lx_fail(L, what, errno);
+done:;
+  int fds[] = {errp[0], errp[1], sockp[0], sockp[1], syncp[0], syncp[1],
+               s.stagefd, s.filterfd, s.targetfd};
+  int e = errno;
+  for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+    if (fds[i] >= 0)
+      close(fds[i]);
+  for (int i = 0; i < s.ncgroups; i++)
+    if (s.cgfds[i] >= 0)
+      close(s.cgfds[i]);
+  errno = e;
+  return nret;  /* the process, or the failure above it */
 }
 
 /* }====== */
@@ -1304,13 +1509,6 @@ static int l_spawn(lua_State *L) {
 
 static process *checkproc(lua_State *L) {
   return luaL_checkudata(L, 1, LX_PROCESS);
-}
-
-static void restore_mask(process *p) {
-  if (p->masked) {
-    sigprocmask(SIG_SETMASK, &p->oldmask, NULL);
-    p->masked = false;
-  }
 }
 
 static ssize_t write_all(int fd, const char *buf, size_t n) {

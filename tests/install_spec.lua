@@ -1,7 +1,7 @@
 -- Installing luactr: `make install`, `luarocks make` with the rockspec, and
 -- the checkout used as it is. An installed luactr must need nothing from
 -- the checkout: it is run from / with Lua's own search paths pointing
--- nowhere, so it finds its modules, core.so and init only where it was
+-- nowhere, so it finds its modules, core.so and the stage only where it was
 -- installed.
 local support = require "support"
 
@@ -120,7 +120,7 @@ end
 describe("make install", function()
   behaves_installed("make install PREFIX=DIR", install_by_make)
 
-  it("puts the modules, core.so and init under PREFIX", function()
+  it("puts the modules, core.so and the stage under PREFIX", function()
     local prefix = install_by_make()
     local files = files_under(prefix)
     for _, f in ipairs {
@@ -128,7 +128,7 @@ describe("make install", function()
       "/share/lua/5.4/luactr/init.lua",
       "/share/lua/5.4/luactr/cli.lua",
       "/lib/lua/5.4/luactr/core.so",
-      "/lib/lua/5.4/luactr/init",
+      "/lib/lua/5.4/luactr/stage",
     } do
       assert.truthy(files:find(prefix .. f .. "\n", 1, true), f .. " not installed")
     end

@@ -72,11 +72,6 @@ function M.new_id()
   return (bytes:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
 end
 
--- The tiny init (`init = true`) lives next to the native core.
-local function init_program()
-  return (core.path:gsub("[^/]*$", "init"))
-end
-
 local function host_hostname()
   local f = io.open("/proc/sys/kernel/hostname")
   local name = f and f:read("l")
@@ -210,7 +205,7 @@ local function execute(o, started, made)
     if made then made(cg) end
     if o.store then o.store:write_config(o.id, s) end
     local proc, err, errno, step = spawn_container(o, s, {
-      init = o.init and init_program() or nil,
+      init = o.init,
       stdin = (o.interactive or o.tty) and "inherit" or "null",
       forward_signals = true,
       cgroups = cg:folders(),

@@ -93,7 +93,7 @@ local function become_monitor(store, st, ready, restarts)
   require("luactr.seccomp").use_cache()  -- as run's
   -- (luactr.userns: with --userns=remap, the root's owners)
   local proc, err, errno, step = require("luactr.userns").spawn(s, {
-    init = d.init and (core.path:gsub("[^/]*$", "init")) or nil,
+    init = d.init,
     stdio = stdio,
     die_with_parent = true,
     cgroups = cg:folders(),

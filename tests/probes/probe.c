@@ -9,7 +9,8 @@
 ** WHAT: clone3, clone-newuser (clone with CLONE_NEWUSER), shocker
 ** (open_by_handle_at), finit_module, keyctl, userns (unshare
 ** CLONE_NEWUSER), ptrace PID, vsock (an AF_VSOCK socket), personality
-** PERSONA (hex).
+** PERSONA (hex), io_uring (io_uring_setup), tiocsti (push a character
+** into the terminal on stdout, as if it had been typed there).
 */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -23,6 +24,7 @@
 #include <string.h>
 #include <sys/personality.h>
 #include <sys/ptrace.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -95,6 +97,20 @@ static long try_ptrace(pid_t pid) {
   return rc;
 }
 
+static long try_io_uring(void) {
+  unsigned char params[120];  /* struct io_uring_params */
+  memset(params, 0, sizeof params);
+  long fd = syscall(SYS_io_uring_setup, 1, params);
+  if (fd >= 0)
+    close((int)fd);
+  return fd;
+}
+
+static long try_tiocsti(void) {
+  char c = ' ';
+  return ioctl(1, TIOCSTI, &c);
+}
+
 int main(int argc, char **argv) {
   if (argc < 2)
     return 2;
@@ -116,6 +132,10 @@ int main(int argc, char **argv) {
     return report(what, try_ptrace((pid_t)atoi(arg)));
   if (strcmp(what, "vsock") == 0)
     return report(what, socket(40, SOCK_STREAM, 0));
+  if (strcmp(what, "io_uring") == 0)
+    return report(what, try_io_uring());
+  if (strcmp(what, "tiocsti") == 0)
+    return report(what, try_tiocsti());
   if (strcmp(what, "personality") == 0)
     return report(what, personality(strtoul(arg, NULL, 16)));
   return 2;

@@ -1,0 +1,46 @@
+/*
+** luactr-stage.h -- what spawn.c and luactr-stage.c agree on.
+**
+** The stage is the program a container's process execs just before its
+** command (see luactr-stage.c for why). spawn.c execs it from a sealed
+** memfd with the argument vector
+**
+**   argv[0]  "luactr-stage"
+**   argv[1]  the mode: "exec" or "join"
+**   argv[2]  the error pipe's fd, or "-"
+**   argv[3]  the seccomp filters' fd, or "-"
+**   argv[4]  flags: "s" setsid, "t" take fd 0 as the controlling
+**            terminal, "p" SIGKILL on the parent's death; "-" for none
+**   argv[5]  where to look for the command ("" when its name has a slash)
+**   argv[6]  the command's argv[0], then its arguments
+**
+** and the command's environment as its own; or, as the init of --init,
+** with "luactr-init", the command's pid (its child) and the seccomp
+** filters on fd 3, if any. It reads nothing else: no libc, no file, no
+** Lua. This header is plain C, with no libc in it.
+*/
+#ifndef LUACTR_STAGE_H
+#define LUACTR_STAGE_H
+
+/* What a failing step sends up the error pipe: errno and "step detail".
+** A message is written whole, in one write (it is < PIPE_BUF), and only
+** offsetof(lx_report, msg) + len + 1 of it is sent. */
+typedef struct lx_report {
+  int err;      /* the errno; 0 marks a "pid N" message (join mode) */
+  int len;      /* of msg, without its NUL */
+  char msg[1024];
+} lx_report;
+
+/* The seccomp filters, as spawn.c writes them for the stage to install:
+** a header, then each filter's instructions (struct sock_filter, 8 bytes
+** each) one after the other. */
+#define LX_FILTERS_MAGIC 0x4658534cU  /* "LSXF" */
+#define LX_FILTERS_MAX 8
+typedef struct lx_filters {
+  unsigned magic;
+  unsigned flags;               /* SECCOMP_FILTER_FLAG_* */
+  unsigned n;                   /* filters, at most LX_FILTERS_MAX */
+  unsigned len[LX_FILTERS_MAX]; /* instructions of each */
+} lx_filters;
+
+#endif
