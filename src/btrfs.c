@@ -1,6 +1,6 @@
 /*
 ** btrfs.c -- subvolumes, through libbtrfsutil: create, snapshot, delete,
-** read-only flag, sync.
+** read-only flag, sync, deleted subvolumes not yet cleaned.
 **
 ** A libbtrfsutil call fails with its own error code and errno set; the
 ** message carries both ("btrfs snapshot /a: Could not create snapshot:
@@ -227,7 +227,8 @@ static int l_is_subvolume(lua_State *L) {
 }
 
 /* btrfs.sync(path) -> true | nil, err, errno: commits the filesystem
-** holding `path` to disk. */
+** holding `path` to disk, and wakes btrfs's cleaner, which then drops the
+** subvolumes deleted so far (BTRFS_IOC_SYNC). */
 static int l_sync(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   errno = 0;
@@ -235,6 +236,23 @@ static int l_sync(lua_State *L) {
   if (e != BTRFS_UTIL_OK)
     return util_fail(L, "sync", path, e, errno);
   return ok(L);
+}
+
+/* btrfs.deleted(path) -> n | nil, err, errno: how many subvolumes of the
+** filesystem holding `path` are deleted but not yet cleaned: their space
+** comes back only once btrfs's cleaner has dropped them and the next
+** transaction is committed (btrfs.sync starts both). Needs CAP_SYS_ADMIN. */
+static int l_deleted(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  uint64_t *ids = NULL;
+  size_t n = 0;
+  errno = 0;
+  enum btrfs_util_error e = btrfs_util_deleted_subvolumes(path, &ids, &n);
+  if (e != BTRFS_UTIL_OK)
+    return util_fail(L, "deleted", path, e, errno);
+  free(ids);
+  lua_pushinteger(L, (lua_Integer)n);
+  return 1;
 }
 
 static const luaL_Reg btrfs_funcs[] = {
@@ -245,6 +263,7 @@ static const luaL_Reg btrfs_funcs[] = {
   {"is_readonly", l_is_readonly},
   {"is_subvolume", l_is_subvolume},
   {"sync", l_sync},
+  {"deleted", l_deleted},
   {NULL, NULL},
 };
 

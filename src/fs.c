@@ -355,7 +355,11 @@ static int l_realpath(lua_State *L) {
 ** never half of either. The temp file is removed when a step fails.
 ** With opts {sync = false} both fsyncs are skipped: still atomic against
 ** a killed process (the rename is), no longer durable against a power
-** cut -- for state that a restart recomputes anyway. */
+** cut -- for state that a restart recomputes anyway. Every write, the
+** fsync and the close are checked (a full disk fails here, never leaves
+** a short file); only a failed fsync of the folder comes after the
+** rename: `path` is then the new file, said to be failed as it may not
+** survive a power cut. */
 static int l_write_atomic(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   size_t len;

@@ -180,6 +180,25 @@ describe("core.btrfs #root", function()
     end)
   end)
 
+  it("counts deleted subvolumes until the cleaner has dropped them, and gives their space back", function()
+    with_btrfs(function(mnt)
+      assert.are.equal(0, btrfs.deleted(mnt))
+      assert(btrfs.create(mnt .. "/sv"))
+      local st = support.sh("head -c 64M /dev/urandom > " .. q(mnt .. "/sv/data") .. " && sync")
+      assert.are.equal(0, st)
+      local function avail() local s = fs.statfs(mnt); return s.bavail * s.bsize end
+      local before = avail()
+      assert.is_true(btrfs.delete(mnt .. "/sv"))
+      -- deleted, not cleaned: the space is still taken
+      assert.are.equal(1, btrfs.deleted(mnt))
+      assert.is_true(btrfs.sync(mnt))  -- wakes the cleaner
+      assert.is_true(support.wait_until(function() return btrfs.deleted(mnt) == 0 end, 20))
+      assert.is_true(btrfs.sync(mnt))  -- commits what it freed
+      assert.is_true(avail() > before + (48 << 20), ("%d then %d"):format(before, avail()))
+      fails(E.ENOENT, "btrfs deleted " .. mnt .. "/none: ", btrfs.deleted(mnt .. "/none"))
+    end)
+  end)
+
   it("removes trees holding nested and read-only subvolumes with fs.remove_tree", function()
     with_btrfs(function(mnt)
       assert(btrfs.create(mnt .. "/layer"))

@@ -75,17 +75,6 @@ local function image_ids(root)
   return support.lines(out)
 end
 
--- The REPOSITORY column of `luactr images`.
-local function image_names(root)
-  local st, out = root.luactr("images")
-  assert.are.equal(0, st)
-  local names = {}
-  for i, line in ipairs(support.lines(out)) do
-    if i > 1 then names[#names + 1] = line:match("^(%S+)") end
-  end
-  return names
-end
-
 -- Builds `recipe` and expects it to succeed; returns stdout, stderr.
 local function build(root, recipe, args)
   local st, out, err = root.luactr("build " .. (args or "") .. " " .. q(recipe))
@@ -121,7 +110,7 @@ for _, driver in ipairs({ "btrfs", "overlay" }) do
           "[5/6] USER 1000:1000",
           "[6/6] LABEL org.opencontainers.image.title=hello",
         }, progress(err, "hello"))
-        assert.are.same({ "busybox", "hello" }, image_names(root))
+        assert.are.same({ "busybox", "hello" }, root.image_names())
         local out
         st, out = root.luactr("run --rm hello")
         assert.are.equal(0, st)
@@ -156,7 +145,7 @@ for _, driver in ipairs({ "btrfs", "overlay" }) do
         local st, _, err = root.luactr("recipes/hello.lua")
         assert.are.equal(0, st, err)
         assert.are.equal(6, #progress(err, "hello"))
-        assert.are.same({ "busybox", "hello" }, image_names(root))
+        assert.are.same({ "busybox", "hello" }, root.image_names())
         local ids = image_ids(root)
         st, _, err = root.luactr("recipes/hello.lua")
         assert.are.equal(0, st)
@@ -376,7 +365,7 @@ image "app" {
         assert.are.equal(125, st)
         assert.matches("\nluactr: " .. recipe:gsub("%p", "%%%0") .. ":" .. line_of(text, 'copy { "one.txt", "/bin" }')
           .. ": COPY one.txt /bin: /bin is a folder in the image %(/bin/ copies into it%)\n$", err)
-        assert.are.same({ "base" }, image_names(root))
+        assert.are.same({ "base" }, root.image_names())
         assert.are.same({}, everything_in(root.path .. "/store/tmp"))
       end)
 
@@ -426,7 +415,7 @@ image "app" {
         assert.matches("about to fail", out)
         assert.matches("luactr: " .. recipe:gsub("%p", "%%%0") .. ":" .. line_of(RECIPE, "exit 3")
           .. ": RUN echo about to fail; exit 3: exit status 3\n$", err)
-        assert.are.same({ "base" }, image_names(root))
+        assert.are.same({ "base" }, root.image_names())
         -- the copy step before it is a whole layer and stays as cache; the
         -- failed step left none, and nothing is left in the store's tmp/
         assert.are.equal(#before + 1, #layers(root))
@@ -443,7 +432,7 @@ image "app" {
           "[1/2] COPY first.txt /first.txt CACHED",
           "[2/2] RUN echo about to fail; exit 0",
         }, progress(err2, "app"))
-        assert.are.same({ "app", "base" }, image_names(root))
+        assert.are.same({ "app", "base" }, root.image_names())
       end)
     end)
 
@@ -622,7 +611,7 @@ image "b" {
     local _, recipe = recipe_dir(RECIPE, FILES)
     local st, _, err = root.luactr("build " .. q(recipe) .. " a")
     assert.are.equal(0, st, err)
-    assert.are.same({ "a", "base" }, image_names(root))
+    assert.are.same({ "a", "base" }, root.image_names())
     assert.are.same({}, progress(err, "b"))
     st, _, err = root.luactr("build " .. q(recipe) .. " nope")
     assert.are.equal(125, st)

@@ -197,15 +197,6 @@ local function ok(root, args)
   return out, err
 end
 
-local function image_names(root)
-  local names = {}
-  for _, line in ipairs(support.lines((ok(root, "images")))) do
-    local name = line:match("^(%S+)")
-    if name ~= "REPOSITORY" then names[#names + 1] = name end
-  end
-  return names
-end
-
 -- }======
 
 describe("the loopback store #root", function()
@@ -358,7 +349,7 @@ for _, driver in ipairs({ "btrfs", "overlay" }) do
         assert.are.equal(before, #layers(root))
         local _, err = ok(root, "images")
         assert.are.equal("", err)
-        assert.are.same({ "busybox" }, image_names(root))
+        assert.are.same({ "busybox" }, root.image_names())
         assert_idle(root)
         -- and the store goes on as if nothing happened
         local quick = recipe:gsub("slow%.lua$", "quick.lua")
@@ -436,7 +427,7 @@ for _, driver in ipairs({ "btrfs", "overlay" }) do
         local ia, ib = ea:match("   hello (%x+) in"), eb:match("   hello (%x+) in")
         assert.is_string(ia, ea)
         assert.are.equal(ia, ib)
-        assert.are.same({ "busybox", "hello" }, image_names(root))
+        assert.are.same({ "busybox", "hello" }, root.image_names())
         assert.are.equal(4, #layers(root))
         assert_idle(root)
         ok(root, "run --rm hello true")
@@ -450,7 +441,7 @@ for _, driver in ipairs({ "btrfs", "overlay" }) do
         local sb, ob, eb = b.wait()
         assert.are.equal(0, sa, oa .. ea)
         assert.are.equal(0, sb, ob .. eb)
-        assert.are.same({ "a", "b", "busybox" }, image_names(root))
+        assert.are.same({ "a", "b", "busybox" }, root.image_names())
         assert.are.equal(4, #layers(root))
         assert_idle(root)
         assert.are.equal("a\n", (ok(root, "run --rm a cat /a")))
@@ -547,7 +538,7 @@ describe("an image file #root", function()
       local now = fs.read(path)
       assert.is_true(now == a or now == b, "torn after kill " .. i)
     end
-    assert.are.same({ "torn" }, image_names(root))
+    assert.are.same({ "torn" }, root.image_names())
     for _, name in ipairs(fs.readdir(images)) do
       assert.are.equal("torn:latest.json", name)
     end

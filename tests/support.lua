@@ -131,6 +131,16 @@ function M.store_root(driver)
   function root.luactr(args, stdin)
     return M.sh(("%s %s %s"):format(root.env(), M.LUACTR, args), stdin)
   end
+  -- the REPOSITORY column of `luactr images` (sorted, as it prints it)
+  function root.image_names()
+    local status, out, err = root.luactr("images")
+    assert(status == 0, "luactr images: " .. tostring(out) .. tostring(err))
+    local names = {}
+    for i, line in ipairs(M.lines(out)) do
+      if i > 1 then names[#names + 1] = line:match("^(%S+)") end
+    end
+    return names
+  end
   function root.teardown()
     local points = {}
     for _, line in ipairs(M.mounts()) do

@@ -97,7 +97,7 @@ local function resolve(root, path)
     end
     i = i + 1
   end
-  return root .. "/" .. table.concat(done, "/")
+  return #done > 0 and root .. "/" .. table.concat(done, "/") or root
 end
 
 local function mkdirs_in_root(root, path)
@@ -129,14 +129,33 @@ local function copy_file(src, dst, st)
   end
   if st.type ~= "file" then fail("copy: %s: only files, folders and links can be copied", src) end
   local inf = must("open " .. src, io.open(src, "rb"))
-  local outf = must("open " .. dst, io.open(dst, "wb"))
+  local outf, oerr = io.open(dst, "wb")
+  if not outf then
+    inf:close()
+    fail("open %s", oerr)
+  end
+  -- every write is checked, and the close (stdio's last flush): a full
+  -- disk must fail the step, never leave a shorter file in a layer
+  local copied, err = 0, nil
   while true do
-    local chunk = inf:read(1 << 20)
-    if not chunk then break end
-    outf:write(chunk)
+    local chunk, rerr = inf:read(1 << 20)
+    if not chunk then
+      if rerr then err = ("read %s: %s"):format(src, rerr) end
+      break
+    end
+    local wrote, werr = outf:write(chunk)
+    if not wrote then
+      err = ("write %s: %s"):format(dst, werr)
+      break
+    end
+    copied = copied + #chunk
   end
   inf:close()
-  outf:close()
+  local closed, cerr = outf:close()
+  if not err and not closed then err = ("write %s: %s"):format(dst, cerr) end
+  if err then fail("%s", err) end
+  local size = must("stat " .. dst, fs.lstat(dst)).size
+  if size ~= copied then fail("write %s: %d bytes written of %d", dst, size, copied) end
   must("chmod " .. dst, fs.chmod(dst, st.mode))
 end
 
@@ -319,6 +338,80 @@ local function step_label(step)
   return step.text or step.kind:upper()
 end
 
+-- make_layer(store, step, img, dir, key) -> true | nil, message, status,
+-- freeable. Runs a run or copy step in fresh work on the image's top
+-- layer and publishes it as layer `key`. When anything fails, the step
+-- itself or our bookkeeping after it (the snapshot, the rename into
+-- layers/, the read-only flag), nothing of it is left in layers/: a
+-- failed step is never cached. `freeable` is store:freeable() at the
+-- moment of the failure, before the step's own work is deleted.
+local function make_layer(store, step, img, dir, key)
+  local work
+  local ok, res, msg, status = pcall(function()
+    work = store:begin_layer(img.luactr.top, key)
+    if step.kind == "run" then
+      return run_step(step, work.path, img)
+    end
+    run_copy(step, work.path, img, dir)
+    return true
+  end)
+  if ok and res then
+    ok, res = pcall(work.commit, work)
+    if ok then return true end
+  end
+  -- a step ended by a signal (^C) did not run out of space
+  local freeable = (ok and (status or 0) > 128) and 0 or store:freeable()
+  if work then
+    -- a work that cannot be deleted now is the next command's to clean
+    local dropped, why = pcall(work.abort, work)
+    if not dropped then io.stderr:write("luactr: ", tostring(why), "\n") end
+  end
+  if not ok then
+    -- a failure names the step too; a bug stays as it is
+    if not errors.is(res) then error(res, 0) end
+    msg, status = res.message, res.status
+  end
+  return nil, msg, status, freeable
+end
+
+-- A store with less than this share of its size free gets the space
+-- btrfs is still freeing before a step or an image needs room.
+local LOW = 0.1
+
+-- Says that the store (`how`: full, low on space) waits for btrfs, and
+-- waits: true when it is done.
+local function wait_for_space(store, out, how, freeable)
+  out:write(("       the store is %s: waiting for btrfs to free the space of %d deleted subvolume%s\n")
+    :format(how, freeable, freeable == 1 and "" or "s"))
+  out:flush()
+  return store:reclaim()
+end
+
+-- with_room(store, out, attempt, [again]) -> attempt's results but the
+-- last. attempt() -> value | nil, message, status, freeable (see
+-- make_layer). On a store short of space, the space of its deleted
+-- subvolumes is waited for first; when attempt failed on a full store
+-- with deleted subvolumes still to free (they were made meanwhile, or
+-- the store was not yet short), their space is waited for and attempt
+-- tried once more (saying `again` first). The message tells when that
+-- was done.
+local function with_room(store, out, attempt, again)
+  local pending = store:freeable(LOW)
+  if pending > 0 then wait_for_space(store, out, "low on space", pending) end
+  local value, msg, status, freeable = attempt()
+  if value or freeable == 0 then return value, msg, status end
+  if not wait_for_space(store, out, "full", freeable) then
+    return nil, msg .. " (btrfs is still freeing the space of deleted subvolumes: try again in a moment)", status
+  end
+  if again then
+    out:write(again)
+    out:flush()
+  end
+  value, msg, status = attempt()
+  if not value then msg = msg .. " (even once btrfs had freed the space of deleted subvolumes)" end
+  return value, msg, status
+end
+
 -- Starting point of an image: its config and chain, from its base.
 local function base_of(image, built, store, plan, out)
   local from = image.from
@@ -388,24 +481,12 @@ local function build_image(image, built, store, plan, o)
         out:write(prefix, "\n")
         out:flush()
         local t0 = core.sys.monotonic()
-        local work = store:begin_layer(L.top, key)
-        local ok, res, msg, status = pcall(function()
-          if step.kind == "run" then
-            return run_step(step, work.path, img)
-          end
-          run_copy(step, work.path, img, plan.dir)
-          return true
-        end)
-        if not ok or not res then
-          work:abort()
-          if not ok then
-            -- a copy that fails names the step too; a bug stays as it is
-            if not errors.is(res) then error(res, 0) end
-            msg, status = res.message, res.status
-          end
+        local ok, msg, status = with_room(store, out, function()
+          return make_layer(store, step, img, plan.dir, key)
+        end, prefix .. " (again)\n")
+        if not ok then
           errors.raise(status or errors.FAILED, "%s:%d: %s: %s", plan.file, step.line, text, msg)
         end
-        work:commit()
         out:write(("       done in %.2fs\n"):format(core.sys.monotonic() - t0))
       end
       L.layers[#L.layers + 1] = key
@@ -451,6 +532,9 @@ end
 -- Builds every image of the plan (or those named in `only` and what they
 -- are built on), in order; a failed step raises and leaves nothing
 -- half-built: its layer is discarded, no image is registered for it.
+-- When a step or an image fails on a full btrfs store whose deleted
+-- layers are still being freed, the build waits for that space (said on
+-- `out`) and tries it once more.
 function M.build(plan, o)
   o = o or {}
   o.out = o.out or io.stderr
@@ -486,7 +570,13 @@ function M.build(plan, o)
       local lock <close> = store:lock()
       local old = store:image(image.name)
       img.created = (old and old.luactr and old.luactr.chain == img.luactr.chain and old.created) or now_iso()
-      local id = store:put_image(image.name, img)
+      local id, msg = with_room(store, o.out, function()
+        local put, res = pcall(store.put_image, store, image.name, img)
+        if put then return res end
+        if not errors.is(res) then error(res, 0) end
+        return nil, res.message, res.status, store:freeable()
+      end)
+      if not id then fail("%s:%d: %s", plan.file, image.line, msg) end
       result[image.name] = { id = id, top = img.luactr.top }
       o.out:write(("   %s %s in %.2fs\n"):format(image.name, id:sub(1, 12), core.sys.monotonic() - t0))
     end

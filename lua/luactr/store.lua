@@ -95,8 +95,8 @@ local function write_new(path, text)
   local f, err = io.open(path, "wb")
   if not f then fail("write %s", err) end
   local ok, werr = f:write(text)
-  f:close()
-  if not ok then fail("write %s: %s", path, werr) end
+  local closed, cerr = f:close()
+  if not ok or not closed then fail("write %s: %s", path, werr or cerr) end
 end
 
 local function now_iso()
@@ -515,9 +515,16 @@ function Work:commit()
     end
     -- read-only once in place (btrfs does not move a read-only subvolume
     -- to another folder: EROFS); a crash just before leaves a complete
-    -- layer, only still writable
+    -- layer, only still writable. When it fails (a full disk), the layer
+    -- is taken back out, to be dropped with the work: a step whose commit
+    -- failed is not cached.
     if store.driver == "btrfs" then
-      must("readonly " .. self.key, btrfs.set_readonly(store:layer_path(self.key), true))
+      local layer = store:layer_path(self.key)
+      local ro, why = btrfs.set_readonly(layer, true)
+      if not ro then
+        if not fs.rename(layer, self.tmp) then pcall(store.discard, store, layer) end
+        fail("readonly layer %s: %s", self.key, why)
+      end
     end
   end)
   if not ok then pcall(store.discard, store, self.tmp) end
@@ -570,6 +577,53 @@ function Store:prune_layers()
     end
   end
   return removed
+end
+
+-- }======
+
+-- {====== space ======
+--
+-- btrfs gives a deleted subvolume's space back late: its cleaner drops it
+-- at the next periodic commit (30 s), and the freed extents are usable
+-- once that is committed too. Right after an rmi or a failed step, a full
+-- store is therefore fuller than it will be in a moment.
+
+-- Below this much free space the store counts as full: btrfs's statfs
+-- says 0 when data or metadata is exhausted, a few MiB is what a step
+-- that ran out of space leaves.
+local NEARLY_FULL = 16 << 20
+
+-- freeable([share=0]) -> n: when the store is (nearly) full, or has less
+-- than `share` of its size free, how many deleted subvolumes btrfs has
+-- yet to give the space of back; 0 otherwise (and always with the
+-- overlay driver, which frees space as it deletes). A statfs, and only
+-- on a store short of space the search for deleted subvolumes.
+function Store:freeable(share)
+  if self.driver ~= "btrfs" then return 0 end
+  local st = fs.statfs(self.dir)
+  if not st then return 0 end
+  local free, low = st.bavail * st.bsize, math.max(NEARLY_FULL, st.blocks * st.bsize * (share or 0))
+  if free >= low then return 0 end
+  return btrfs.deleted(self.dir) or 0
+end
+
+-- reclaim([timeout=60]) -> true | false: makes btrfs give back the space
+-- of the deleted subvolumes now: a commit wakes its cleaner, which drops
+-- them, and a commit once they are gone frees their extents. False when
+-- some are still there after `timeout` seconds.
+function Store:reclaim(timeout)
+  local clock = core.sys.monotonic
+  local deadline, nudge = clock() + (timeout or 60), 0
+  while (btrfs.deleted(self.dir) or 0) > 0 do
+    if clock() > deadline then return false end
+    if clock() >= nudge then
+      btrfs.sync(self.dir)
+      nudge = clock() + 1
+    end
+    core.sys.sleep(0.02)
+  end
+  btrfs.sync(self.dir)
+  return true
 end
 
 -- }======
@@ -630,7 +684,7 @@ function Store:put_image(ref, config)
       fail("image %s: its layer %s was removed meanwhile (rmi?): build it again", full, key:sub(1, 12))
     end
   end
-  must("write " .. path, fs.write_atomic(path, text))
+  must("image " .. full, fs.write_atomic(path, text))
   return core.digest.sha256(text)
 end
 
