@@ -648,12 +648,15 @@ echo ready; sleep 5]])
     local live <close> = cgroup.claim("123456123456" .. ("0"):rep(52), records)
     live:planned({ pids = parent .. "/luactr-123456123456" })
     support.write(records .. "/0b0b0b0b0b0b", parent .. "/other\n" .. parent .. "/luactr-0a0a0a0a0a0a\n")
+    -- and one just made, its run about to lock it and write it
+    support.write(records .. "/0c0c0c0c0c0c", "")
     assert.are.same({ parent .. "/luactr-abcdefabcdef" }, cgroup.sweep(records))
     assert.is_false(exists(parent .. "/luactr-abcdefabcdef"))
     assert.is_false(exists(records .. "/abcdefabcdef"))  -- its record goes with it
     assert.is_true(exists(parent .. "/luactr-123456123456"))  -- its run lives
     assert.is_true(exists(parent .. "/luactr-0a0a0a0a0a0a"))  -- no record of its own
     assert.is_true(exists(parent .. "/other"))
+    assert.is_true(exists(records .. "/0c0c0c0c0c0c"))
   end)
 end)
 

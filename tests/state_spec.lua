@@ -226,7 +226,7 @@ describe("a damaged state file #root", function()
     local text = readfile(path)
     support.write(path, text:sub(1, 100))  -- not even its cgroups are whole
     assert.are.same({ status = "Damaged", state = "damaged" }, root.ps()[id:sub(1, 12)])
-    code, _, err = root.luactr("rm -f " .. id:sub(1, 12))
+    code, out, err = root.luactr("rm -f " .. id:sub(1, 12))
     assert.are.equal(0, code, err)
     assert.is_truthy(eventually(function() return not alive(st.pid) and not alive(st.runner) end))
     for _, dir in pairs(st.cgroups) do assert.is_false(exists(dir), dir) end
@@ -304,7 +304,7 @@ describe("a store that a container fills #root", function()
     else
       assert.are.equal("hi\n", out)
     end
-    code, _, err = root.luactr("rm full dfull")
+    code, out, err = root.luactr("rm full dfull")
     assert.are.equal(0, code, err)
     assert.are.same({}, root.ps())
   end)
@@ -322,7 +322,7 @@ describe("a stop that is killed #root", function()
     assert.are.equal(0, code, err)
     local id = out:match("%x+")
     assert.is_truthy(eventually(function() return root.state(id).status == "running" end))
-    _, out = root.shell(("%s stop -t 30 %s >/dev/null 2>&1 & echo $!"):format(support.LUACTR, id))
+    code, out = root.shell(("%s stop -t 30 %s >/dev/null 2>&1 & echo $!"):format(support.LUACTR, id))
     local stopper = assert(tonumber(out:match("%d+")))
     root.note(stopper)
     assert.is_truthy(eventually(function() return exists(root.dir(id) .. "/stopping") end))
@@ -332,7 +332,7 @@ describe("a stop that is killed #root", function()
     assert.is_truthy(eventually(function() return (root.state(id).restarts or 0) > before end, 15),
       "the container was not restarted after the killed stop")
     -- a stop that is done keeps it stopped
-    code, _, err = root.luactr("stop -t 1 " .. id)
+    code, out, err = root.luactr("stop -t 1 " .. id)
     assert.are.equal(0, code, err)
     local restarts = root.state(id).restarts
     os.execute("sleep 3")

@@ -930,9 +930,16 @@ function M.sweep(dir)
   for _, name in ipairs(core.fs.readdir(dir) or {}) do
     local path = dir .. "/" .. name
     local lock = name:match("^" .. ("%x"):rep(12) .. "$") and core.fs.lock(path, { wait = false })
-    if lock then
+    local text = lock and readfile(path) or ""
+    if lock and text == "" then
+      -- its run made no folder yet, or is between making the record and
+      -- locking it: left alone a while
+      local st = core.fs.lstat(path)
+      if st and os.time() - st.mtime > 60 then core.fs.unlink(path) end
+      lock:unlock()
+    elseif lock then
       local left = false
-      for folder in (readfile(path) or ""):gmatch("[^\n]+") do
+      for folder in text:gmatch("[^\n]+") do
         if basename(folder) == "luactr-" .. name then
           local procs = cg.procs(folder)
           if procs and (#procs > 0 or not cg.remove(folder, 0)) then

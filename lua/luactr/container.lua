@@ -129,10 +129,13 @@ function M.state(store, id)
   if not st then return nil end
   if st.damaged then return salvage(store, st) end
   local live = st.status == "running" or st.status == "paused"
-  -- the common cases cost nothing: a live PID 1, or no cgroup
-  local procs = not (live and alive(st)) and st.cgroups and cgroup_procs(st)
+  -- one that is not recorded running, whose cgroup holds processes: its
+  -- runner was killed before it recorded them (one that is recorded, with
+  -- its PID 1 gone, has ended: the kernel ends the rest of its pid
+  -- namespace). The common cases cost nothing: running, or no cgroup.
+  local procs = not live and st.cgroups and cgroup_procs(st)
   if procs and #procs > 0 then
-    if not live then st.status = "running" end
+    st.status = "running"
     adopt(st, procs)
   elseif live and not alive(st) then
     local ex = st.monitor and M.exit_record(store, id)

@@ -566,7 +566,8 @@ function M.build(what, o)
   return require("luactr.build").build(plan, o)
 end
 
--- images() -> the store's images (OCI image configs with .ref and .id)
+-- images() -> the store's images (OCI image configs with .ref and .id;
+-- one whose file is damaged is { ref=, id=, damaged = why })
 function M.images()
   return require("luactr.store").open():images()
 end

@@ -683,7 +683,11 @@ local function read_image(path, full)
   end
   local img, why = json.decode(text)
   if text == "" then why = "the file is empty" end
-  if img ~= nil then why = image_record(img, "image") end
+  if img ~= nil then
+    -- an array and null decode to tables too, with a metatable of json's
+    why = type(img) == "table" and getmetatable(img) ~= nil and "image: expected an object"
+      or image_record(img, "image")
+  end
   if why then return { ref = full, id = core.digest.sha256(text), damaged = why } end
   img.id = core.digest.sha256(text)
   img.ref = full
@@ -888,12 +892,20 @@ end
 
 -- Why the decoded state `t` of container `id` is damaged, or nil.
 local function state_damage(t, id)
-  if type(t) == "table" and t[1] ~= nil then return "state: expected an object, got an array" end
+  -- an array and null decode to tables too, with a metatable of json's
+  if type(t) == "table" and getmetatable(t) ~= nil then return "state: expected an object" end
   local why = state_record(t, "state")
   if why then return why end
   if t.id ~= id then return "state.id: not the id of its folder" end
   if t.cgroups and not own_cgroups(t.cgroups, id) then
     return "state.cgroups: a folder not named after the container"
+  end
+  for _, parent in ipairs(t.cgroup_parents or {}) do
+    local above = false
+    for _, dir in pairs(t.cgroups or {}) do
+      above = above or dir:sub(1, #parent + 1) == parent .. "/"
+    end
+    if not above then return "state.cgroup_parents: a folder not above its cgroup" end
   end
 end
 
@@ -904,7 +916,10 @@ local function damaged_state(id, why, t)
   local st = { id = id, status = "damaged", damaged = why }
   if type(t) == "table" then
     for k, valid in pairs(STATE) do
-      if k ~= "id" and k ~= "status" and t[k] ~= nil and not valid(t[k], k) then st[k] = t[k] end
+      if k ~= "id" and k ~= "status" and k ~= "cgroup_parents" and t[k] ~= nil
+         and not valid(t[k], k) then
+        st[k] = t[k]
+      end
     end
     if st.cgroups and not own_cgroups(st.cgroups, id) then st.cgroups = nil end
   end
