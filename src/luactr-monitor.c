@@ -29,10 +29,11 @@
 ** When the container ends, the monitor drains its output, writes
 ** D/exit.json atomically ({"how":, "code":, "finished":, "restarting":,
 ** "restarts":}), and then execs Lua (`lua -e CODE`, with
-** LUACTR_MONITOR_EVENT=exited or restart and LUACTR_MONITOR_RESTARTS=N in
-** its environment) to record the rest (its cgroup, --rm) or to start the
-** container again after a growing back-off when the restart policy says
-** so and no `stop` left the D/stopping marker.
+** LUACTR_MONITOR_EVENT=exited or restart, LUACTR_MONITOR_RESTARTS=N and
+** LUACTR_MONITOR_EXIT="how code" in its environment) to record the rest
+** (its cgroup, --rm) or to start the container again after a growing
+** back-off when the restart policy says so and no `stop` left the
+** D/stopping marker.
 */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -394,8 +395,50 @@ static void write_exit(const char *how, int code, bool restarting,
     renameat(dirfd_, "exit.json.tmp", dirfd_, "exit.json");
 }
 
+/* The start time of process `pid` (field 22 of /proc/PID/stat), or 0
+** when it is gone or a zombie. */
+static unsigned long long start_time(long pid) {
+  char path[32], buf[1024];
+  snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return 0;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0)
+    return 0;
+  buf[n] = '\0';
+  char *p = strrchr(buf, ')');  /* the name may hold anything but this */
+  if (!p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X')
+    return 0;
+  p += 2;  /* field 3 */
+  for (int field = 3; field < 22 && p; field++) {
+    p = strchr(p, ' ');
+    if (p)
+      p++;
+  }
+  return p ? strtoull(p, NULL, 10) : 0;
+}
+
+/* Does a `stopping` marker stop the container (luactr.container's
+** mark_stopping)? An empty one is final. "PID START" is a stop still at
+** work: it counts only while that process lives, so that a stop killed
+** before it was done does not keep the restart policy from its work. */
 static bool stopping(void) {
-  return faccessat(dirfd_, "stopping", F_OK, 0) == 0;
+  int fd = openat(dirfd_, "stopping", O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return false;
+  char buf[64];
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0)
+    return true;
+  buf[n] = '\0';
+  char *end;
+  long pid = strtol(buf, &end, 10);
+  if (end == buf || *end != ' ' || pid <= 0)
+    return true;
+  return start_time(pid) == strtoull(end + 1, NULL, 10);
 }
 
 static bool should_restart(int status) {
@@ -406,13 +449,18 @@ static bool should_restart(int status) {
   return !strcmp(o.restart, "always") || !strcmp(o.restart, "unless-stopped");
 }
 
-/* Hands over to Lua for what follows the end (see the top). */
+/* Hands over to Lua for what follows the end (see the top); how it
+** ended goes along in LUACTR_MONITOR_EXIT ("how code"), for a store too
+** full to have taken exit.json. */
 static void __attribute__((noreturn)) hand_over(const char *event,
-                                                int restarts) {
-  char n[16];
+                                                int restarts,
+                                                const char *how, int code) {
+  char n[16], ex[32];
   snprintf(n, sizeof n, "%d", restarts);
+  snprintf(ex, sizeof ex, "%s %d", how, code);
   setenv("LUACTR_MONITOR_EVENT", event, 1);
   setenv("LUACTR_MONITOR_RESTARTS", n, 1);
+  setenv("LUACTR_MONITOR_EXIT", ex, 1);
   char *argv[] = {(char *)"lua", (char *)"-e", (char *)o.code, NULL};
   syscall(SYS_close_range, 3U, ~0U, 0U);
   execv(o.lua, argv);
@@ -533,7 +581,7 @@ int main(int argc, char **argv) {
     close(lfd);
   unlink(o.sock);
   if (!again)
-    hand_over("exited", o.restarts);
+    hand_over("exited", o.restarts, how, code);
   /* Docker's back-off: 100 ms doubling up to a minute, from the start
   ** again once a run lasted 10 s; a `stop` meanwhile ends it */
   struct timespec ended;
@@ -547,10 +595,10 @@ int main(int argc, char **argv) {
   for (long waited = 0; waited < delay; waited += 50) {
     if (stopping()) {
       write_exit(how, code, false, o.restarts);
-      hand_over("exited", o.restarts);
+      hand_over("exited", o.restarts, how, code);
     }
     struct timespec ts = {0, 50 * 1000000L};
     nanosleep(&ts, NULL);
   }
-  hand_over("restart", o.restarts + 1);
+  hand_over("restart", o.restarts + 1, how, code);
 }

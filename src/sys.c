@@ -310,6 +310,7 @@ void lx_open_sys(lua_State *L) {
     {"ELOOP", ELOOP}, {"EINVAL", EINVAL}, {"EEXIST", EEXIST},
     {"ENOTEMPTY", ENOTEMPTY}, {"EBUSY", EBUSY}, {"EXDEV", EXDEV},
     {"EAGAIN", EAGAIN}, {"EWOULDBLOCK", EWOULDBLOCK}, {"ESRCH", ESRCH},
+    {"ENOSPC", ENOSPC}, {"EDQUOT", EDQUOT},
     {NULL, 0},
   };
   for (int i = 0; errs[i].name; i++) {

@@ -627,26 +627,36 @@ echo ready; sleep 5]])
     assert.are.same(before, leftovers(own))
   end)
 
-  it("sweeps away the empty folders of killed runs, and nothing else", function()
+  it("sweeps away the empty folders of killed runs it has a record of, and nothing else", function()
     -- a parent of our own, so that no other run's folder is in reach
     local parent = "/sys/fs/cgroup/pids/luactr-test-sweep-" .. tostring(core.sys.getpid())
+    local records = support.tmpdir()
+    local names = { "luactr-abcdefabcdef", "luactr-123456123456", "luactr-0a0a0a0a0a0a", "other" }
     finally(function()
-      for _, d in ipairs({ parent .. "/luactr-abcdefabcdef", parent .. "/luactr-busy00000000",
-                           parent .. "/other", parent }) do
-        if exists(d) then core.cgroup.kill(d); core.cgroup.remove(d, 1) end
+      for _, d in ipairs(names) do
+        if exists(parent .. "/" .. d) then core.cgroup.kill(parent .. "/" .. d); core.cgroup.remove(parent .. "/" .. d, 1) end
       end
+      if exists(parent) then core.cgroup.remove(parent, 1) end
     end)
     assert(core.cgroup.create(parent))
-    for _, d in ipairs({ "luactr-abcdefabcdef", "luactr-busy00000000", "other" }) do
-      assert(core.cgroup.create(parent .. "/" .. d))
-    end
-    local layout = { controllers = { pids = { version = 1, dir = parent } } }
-    -- too young: left alone
-    assert.are.same({}, cgroup.sweep(layout))
-    assert.are.same({ parent .. "/luactr-abcdefabcdef" }, cgroup.sweep(layout, { grace = 0 }))
+    for _, d in ipairs(names) do assert(core.cgroup.create(parent .. "/" .. d)) end
+    -- a killed run's record (its lock free), a live run's (held), and a
+    -- record that names a folder that is not its own
+    local killed = cgroup.claim("abcdefabcdef" .. ("0"):rep(52), records)
+    killed:planned({ pids = parent .. "/luactr-abcdefabcdef" })
+    killed.lock:unlock()
+    local live <close> = cgroup.claim("123456123456" .. ("0"):rep(52), records)
+    live:planned({ pids = parent .. "/luactr-123456123456" })
+    support.write(records .. "/0b0b0b0b0b0b", parent .. "/other\n" .. parent .. "/luactr-0a0a0a0a0a0a\n")
+    -- and one just made, its run about to lock it and write it
+    support.write(records .. "/0c0c0c0c0c0c", "")
+    assert.are.same({ parent .. "/luactr-abcdefabcdef" }, cgroup.sweep(records))
     assert.is_false(exists(parent .. "/luactr-abcdefabcdef"))
-    assert.is_true(exists(parent .. "/luactr-busy00000000"))  -- not an id: not ours
+    assert.is_false(exists(records .. "/abcdefabcdef"))  -- its record goes with it
+    assert.is_true(exists(parent .. "/luactr-123456123456"))  -- its run lives
+    assert.is_true(exists(parent .. "/luactr-0a0a0a0a0a0a"))  -- no record of its own
     assert.is_true(exists(parent .. "/other"))
+    assert.is_true(exists(records .. "/0c0c0c0c0c0c"))
   end)
 end)
 

@@ -443,8 +443,12 @@ sleep 0.1; kill -KILL $(cat /proc/$p/task/$p/children); wait $p]]):format(suppor
       assert.are.equal(tmp, listing("/tmp"))
       assert.are.equal(shm, listing("/dev/shm"))
       -- nothing, but the compiled seccomp filters kept for the next start
+      -- and the folder of cgroup records, empty (luactr.cgroup.claim)
       local left = listing(root)
-      if left == "run\n" then left = listing(root .. "/run"):gsub("^seccomp\n$", "") end
+      if left == "run\n" then
+        assert.are.equal("", listing(root .. "/run/cgroups"))
+        left = listing(root .. "/run"):gsub("^cgroups\n", ""):gsub("^seccomp\n$", "")
+      end
       assert.are.equal("", left)
       -- no process has the fixture as its root any more
       local _, out = sh("for p in /proc/[0-9]*; do readlink $p/root; done | grep -c " .. q(support.rootfs()) .. " || true")

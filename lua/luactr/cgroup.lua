@@ -510,10 +510,14 @@ local function copy_cpuset(dir)
   end
 end
 
--- create(layout, id, resources, [{ parent= }]) -> cgroup
+-- create(layout, id, resources, [{ parent=, planned= }]) -> cgroup
 -- Makes the container's folder luactr-<id12> beneath luactr's own cgroup
 -- (or `parent`) in each hierarchy it uses, and writes the limits. Raises
 -- a luactr error, having removed what it made, when any step fails.
+-- `planned(paths)` is called with the folders (controller -> folder)
+-- before any is made: recorded there, no folder is ever made that a
+-- killed caller leaves unrecorded (the parent folders made for it are in
+-- cgroup.parents once it returns).
 function M.create(layout, id, resources, o)
   o = o or {}
   local need = required(resources)
@@ -548,9 +552,10 @@ function M.create(layout, id, resources, o)
     end
     for _, g in ipairs(order) do
       local v2 = g.entry.version == 2
-      local cpuset_v1 = false
-      for _, c in ipairs(g.controllers) do cpuset_v1 = cpuset_v1 or (c == "cpuset" and not v2) end
-      local enable = {}
+      g.cpuset_v1 = false
+      for _, c in ipairs(g.controllers) do g.cpuset_v1 = g.cpuset_v1 or (c == "cpuset" and not v2) end
+      g.enable = {}
+      local enable = g.enable
       if v2 then
         -- v2: only controllers enabled above can be used; luactr enables
         -- them only in folders it makes itself
@@ -570,13 +575,20 @@ function M.create(layout, id, resources, o)
         end
         g.controllers = kept
       end
+      for _, c in ipairs(g.controllers) do
+        self.paths[c] = g.base .. "/" .. name
+        self.versions[c] = g.entry.version
+      end
+    end
+    if o.planned then o.planned(self.paths) end
+    for _, g in ipairs(order) do
       for _, dir in ipairs(g.between) do
         local made, merr, errno = cg.create(dir)
         if made then
           self.parents[#self.parents + 1] = dir
-          if cpuset_v1 then copy_cpuset(dir) end
-          if v2 and #enable > 0 then
-            errors.must("cgroup", cg.write(dir, "cgroup.subtree_control", table.concat(enable, " ")))
+          if g.cpuset_v1 then copy_cpuset(dir) end
+          if g.entry.version == 2 and #g.enable > 0 then
+            errors.must("cgroup", cg.write(dir, "cgroup.subtree_control", table.concat(g.enable, " ")))
           end
         elseif errno ~= E.EEXIST then
           fail("cgroup: %s", merr)
@@ -587,11 +599,7 @@ function M.create(layout, id, resources, o)
       -- an existing luactr-<id12> can only be a leftover of this very
       -- container id: it is ours
       if not made and errno ~= E.EEXIST then fail("cgroup: %s", merr) end
-      for _, c in ipairs(g.controllers) do
-        self.paths[c] = leaf
-        self.versions[c] = g.entry.version
-      end
-      if cpuset_v1 then copy_cpuset(leaf) end
+      if g.cpuset_v1 then copy_cpuset(leaf) end
     end
     self:apply(resources)
   end)
@@ -613,6 +621,20 @@ function M.open(paths, parents)
   end
   for i, dir in ipairs(parents or {}) do self.parents[i] = dir end
   return self
+end
+
+-- find(layout, id, [parent]) -> { controller = folder } | nil: the
+-- folders of container `id` that are there, where create makes them (for
+-- a state that lost its record of them).
+function M.find(layout, id, parent)
+  local paths = {}
+  for c, e in pairs(layout.controllers) do
+    local ok, base = pcall(parent_of, e, parent)
+    local dir = ok and base .. "/" .. M.name(id)
+    local st = dir and core.fs.stat(dir)
+    if st and st.type == "dir" then paths[c] = dir end
+  end
+  return next(paths) and paths or nil
 end
 
 -- cgroup:folders() -> the distinct folders, sorted: what core.spawn's
@@ -836,34 +858,105 @@ end
 
 -- }======
 
--- sweep(layout, [{ grace=, keep= }]) -> { removed folders }
--- Removes the leftovers of runs that were killed before they could clean
--- up: empty folders named luactr-<id12> directly beneath luactr's own
--- cgroups, older than `grace` seconds (30: a run that is starting may not
--- have joined its folder yet), whose id12 is not in the set `keep`.
-function M.sweep(layout, o)
-  o = o or {}
-  local grace, keep = o.grace or 30, o.keep or {}
-  local seen, removed = {}, {}
-  local now = os.time()
-  for _, e in pairs(layout.controllers) do
-    if not seen[e.dir] then
-      seen[e.dir] = true
-      for _, entry in ipairs(core.fs.readdir(e.dir) or {}) do
-        if entry:match(NAME_PATTERN) and not keep[entry:sub(8)] then
-          local dir = e.dir .. "/" .. entry
-          local st = core.fs.stat(dir)
-          local procs = cg.procs(dir)
-          if st and st.type == "dir" and procs and #procs == 0 and now - st.mtime >= grace
-             and cg.remove(dir, 0) then
-            removed[#removed + 1] = dir
+-- {====== cgroups of runs without a store (--rootfs)
+--
+-- A container of the store has its cgroup in its state (luactr.container
+-- records the folders before they are made, and removes them). A run of
+-- a --rootfs folder has no state: it claims its cgroup in a record file
+-- (claim), flocked from before the folders are made until after they are
+-- removed, in the run folder of its LUACTR_ROOT. A record whose lock can
+-- be taken is a run that was killed: sweep removes its folders once they
+-- are empty. Nothing else is ever removed: the luactr-* folders beside
+-- them may be another store's, or not luactr's at all.
+
+-- run_base([root]) -> luactr's folder of run-time files (monitor sockets,
+-- records): LUACTR_RUNROOT, else ROOT/run when LUACTR_ROOT is set (`root`:
+-- the store's, real path), else /run/luactr. Gone at a reboot, as
+-- cgroups are.
+function M.run_base(root)
+  local base = os.getenv("LUACTR_RUNROOT")
+  if base and base ~= "" then return base end
+  local env = os.getenv("LUACTR_ROOT")
+  if not env then return "/run/luactr" end
+  return (root or core.fs.realpath(env) or env) .. "/run"
+end
+
+-- records([root]) -> the folder of the records of runs without a store.
+function M.records(root)
+  return M.run_base(root) .. "/cgroups"
+end
+
+local Claim = {}
+Claim.__index = Claim
+
+-- claim(id, dir) -> claim: records in folder `dir` (records()) that this
+-- process makes the cgroup of run `id`; claim:planned(paths) writes its
+-- folders down (as create's `planned`), claim:release() (or <close>)
+-- ends the claim once they are removed. Raises when it cannot be made.
+function M.claim(id, dir)
+  errors.must("mkdir " .. dir, core.fs.mkdirs(dir, 448))
+  local path = dir .. "/" .. id:sub(1, 12)
+  local lock = errors.must("lock " .. path, core.fs.lock(path))
+  return setmetatable({ path = path, lock = lock }, Claim)
+end
+
+function Claim:planned(paths)
+  local list = {}
+  for _, dir in pairs(paths) do list[#list + 1] = dir end
+  local f = io.open(self.path, "w")
+  if not f then return end  -- not written: the sweep finds nothing to remove
+  f:write(table.concat(list, "\n"), "\n")
+  f:close()
+end
+
+-- The record goes first, while still locked, then the lock; with
+-- `keep` (its folders could not be removed) the record stays, for the
+-- sweep.
+function Claim:release(keep)
+  if self.lock then
+    if not keep then core.fs.unlink(self.path) end
+    self.lock:unlock()
+    self.lock = nil
+  end
+end
+Claim.__close = function(self) self:release() end
+
+-- sweep(dir) -> { removed folders }
+-- Removes the empty folders of the runs recorded in `dir` (see claim)
+-- that were killed, and their records once no folder is left. A folder
+-- that a record names is removed only when it is named luactr-<its id12>.
+function M.sweep(dir)
+  local removed = {}
+  for _, name in ipairs(core.fs.readdir(dir) or {}) do
+    local path = dir .. "/" .. name
+    local lock = name:match("^" .. ("%x"):rep(12) .. "$") and core.fs.lock(path, { wait = false })
+    local text = lock and readfile(path) or ""
+    if lock and text == "" then
+      -- its run made no folder yet, or is between making the record and
+      -- locking it: left alone a while
+      local st = core.fs.lstat(path)
+      if st and os.time() - st.mtime > 60 then core.fs.unlink(path) end
+      lock:unlock()
+    elseif lock then
+      local left = false
+      for folder in text:gmatch("[^\n]+") do
+        if basename(folder) == "luactr-" .. name then
+          local procs = cg.procs(folder)
+          if procs and (#procs > 0 or not cg.remove(folder, 0)) then
+            left = true  -- its container outlived its run: never killed here
+          elseif procs then
+            removed[#removed + 1] = folder
           end
         end
       end
+      if not left then core.fs.unlink(path) end
+      lock:unlock()
     end
   end
   table.sort(removed)
   return removed
 end
+
+-- }======
 
 return M

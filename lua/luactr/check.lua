@@ -88,14 +88,13 @@ function M.map(value)
   end
 end
 
--- A table with the given fields; `required` lists the mandatory ones.
-function M.record(fields, required)
+local function record(fields, required, open)
   return function(v, path)
     if type(v) ~= "table" then
       return ("%s: expected a table, got %s"):format(path, typename(v))
     end
     for k in pairs(v) do
-      if type(k) ~= "string" or not fields[k] then
+      if type(k) ~= "string" or not (open or fields[k]) then
         return ("%s: unknown field '%s'"):format(path, tostring(k))
       end
     end
@@ -112,6 +111,18 @@ function M.record(fields, required)
     end
     return nil
   end
+end
+
+-- A table with the given fields; `required` lists the mandatory ones.
+function M.record(fields, required)
+  return record(fields, required, false)
+end
+
+-- The same, with other string keys let through: for a file on disk that
+-- another version of luactr may have written (its fields of its own are
+-- no business of this one; those this one uses must fit).
+function M.open_record(fields, required)
+  return record(fields, required, true)
 end
 
 -- {====== predicates and messages (added for luactr.recipe)

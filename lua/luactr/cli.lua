@@ -418,8 +418,15 @@ function verbs.images(args)
       out("%s\n", img.id:sub(1, 12))
     else
       local name, tag = img.ref:match("^(.*):([^:]*)$")
-      rows[#rows + 1] = { name, tag, img.id:sub(1, 12), ago(img.created),
-        #(img.luactr and img.luactr.layers or {}) }
+      if img.damaged then
+        -- listed, so that it can be seen and removed, and said why
+        io.stderr:write(("luactr: image %s is damaged (%s): remove it with rmi, or build it again\n")
+          :format(img.ref, img.damaged))
+        rows[#rows + 1] = { name, tag, img.id:sub(1, 12), "damaged", "-" }
+      else
+        rows[#rows + 1] = { name, tag, img.id:sub(1, 12), ago(img.created),
+          #(img.luactr and img.luactr.layers or {}) }
+      end
     end
   end
   if not o.quiet then columns(rows) end
@@ -427,23 +434,25 @@ function verbs.images(args)
 end
 
 function verbs.rmi(args)
-  local _, rest = M.parse("rmi", {}, args)
+  local o, rest = M.parse("rmi", { force = { short = "f" } }, args)
   if #rest == 0 then fail("rmi: give an image") end
   local s = store()
   local lock <close> = s:lock()
   local list, going = {}, {}
   for _, ref in ipairs(rest) do
-    local img = s:image(ref)
+    -- a damaged one too: nothing can be made from it, it only goes
+    local img = s:image_entry(ref)
     if not img then fail("rmi: no such image: %s", ref) end
     list[#list + 1], going[img.ref] = img, true
   end
   -- as Docker: an image stays while a container made from it does, unless
-  -- another name keeps it (an overlay container is mounted on its layers)
+  -- another name keeps it, or -f (the container keeps its root: a
+  -- snapshot, or overlay layers that no prune takes while it is there)
   local kept = {}
   for _, img in ipairs(s:images()) do
     if not going[img.ref] then kept[img.id] = true end
   end
-  for _, st in ipairs(require("luactr.container").list(s)) do
+  for _, st in ipairs(o.force and {} or require("luactr.container").list(s)) do
     for _, img in ipairs(list) do
       if st.image_id == img.id and not kept[img.id] then
         fail("rmi: image %s is used by container %s: remove the container first",
@@ -578,6 +587,7 @@ function verbs.ps(args)
     if o.all or st.status == "running" or st.paused or st.status == "restarting" then
       local status = (st.status == "running" or st.paused)
           and ("Up " .. ago(st.started):gsub(" ago$", "")) .. (st.paused and " (Paused)" or "")
+        or st.damaged and "Damaged"
         or st.status == "created" and "Created"
         or st.status == "restarting"
           and ("Restarting (%s) %s"):format(st.exit_code, ago(st.finished))

@@ -6,7 +6,11 @@
 -- process that runs a container writes its state; any later command reads
 -- it, and a "running" container whose process is gone is reported as
 -- exited (its runner was killed) — and removed, when it was started with
--- --rm.
+-- --rm. The cgroup is recorded before it is made, and a container whose
+-- cgroup holds processes runs, whatever its file says: its runner may
+-- have been killed before it could record them. A state file that is
+-- damaged gives status "damaged" (luactr.store): listed, removable with
+-- rm -f, and no trouble for the others.
 local cgroup = require "luactr.cgroup"
 local core = require "luactr.core"
 local errors = require "luactr.errors"
@@ -40,11 +44,45 @@ local function alive(state)
   return state.pid and state.pid_start and M.start_time(state.pid) == state.pid_start
 end
 
+-- The processes in the cgroup a state records: one folder read (they are
+-- in all of its folders); nil when none of them is there.
+local function cgroup_procs(st)
+  for _, dir in pairs(st.cgroups) do
+    local procs = core.cgroup.procs(dir)
+    if procs then return procs end
+  end
+end
+
+-- Of the processes of a container's cgroup, its PID 1: the one that is 1
+-- in a pid namespace of its own (the last of /proc/PID/status NSpid).
+local function pid_one(procs)
+  for _, pid in ipairs(procs) do
+    local ns = (core.fs.read("/proc/" .. pid .. "/status") or ""):match("\nNSpid:([^\n]*)")
+    if ns and ns:match("%d%s+1%s*$") then return pid end
+  end
+end
+
+-- Takes as the container's PID 1 the one in its cgroup, when the state
+-- does not name it (its runner was killed before it recorded it).
+local function adopt(st, procs)
+  if alive(st) then return end
+  local pid = pid_one(procs)
+  if pid then
+    st.pid, st.pid_start = pid, M.start_time(pid)
+    st.started = st.started or st.created
+  end
+end
+
 -- exit_record(store, id) -> what a detached container's monitor wrote
 -- when it ended (exit.json: how, code, finished, restarting), or nil.
 function M.exit_record(store, id)
   local text = core.fs.read(store:container_dir(id) .. "/exit.json")
-  return text and json.decode(text) or nil
+  local ex = text and json.decode(text)
+  if type(ex) ~= "table" or (ex.how ~= "exit" and ex.how ~= "signal")
+     or math.type(ex.code) ~= "integer" then
+    return nil  -- none, or damaged: the end is not known
+  end
+  return ex
 end
 
 -- runner_alive(st) -> is the process that runs it (an attached `luactr
@@ -54,13 +92,52 @@ local function runner_alive(st)
 end
 M.runner_alive = runner_alive
 
--- state(store, id) -> state table, stale "running" fixed: "exited" with
--- the code its monitor recorded ("restarting" while the monitor waits to
--- start it again), or "exited" and stale when nobody recorded the end.
+-- What rm -f needs of a damaged state (see luactr.store) to end what the
+-- container left: its cgroup, found by its name when the state lost it
+-- (beneath the parent its config.json names), and from that cgroup its
+-- PID 1 and the monitor that is PID 1's parent. `live` when processes
+-- are in its cgroup.
+local function salvage(store, st)
+  if not st.cgroups then
+    local layout = cgroup.detect()
+    local ok, spec = pcall(store.read_config, store, st.id)
+    local path = ok and type(spec) == "table" and type(spec.linux) == "table"
+      and spec.linux.cgroupsPath
+    local parent = type(path) == "string" and path:match("^(.*)/[^/]*$") or nil
+    st.cgroups = layout and cgroup.find(layout, st.id, st.cgroup_parent or parent)
+  end
+  local procs = st.cgroups and cgroup_procs(st)
+  if procs and #procs > 0 then
+    st.live = true
+    adopt(st, procs)
+    if st.pid and not runner_alive(st) then
+      local monitor = require("luactr.monitor").of(st.pid)
+      if monitor then st.runner, st.runner_start, st.monitor = monitor, M.start_time(monitor), true end
+    end
+  end
+  return st
+end
+
+-- state(store, id) -> state table, as it is now: "running" when its
+-- cgroup holds processes; a stale "running" fixed: "exited" with the
+-- code its monitor recorded ("restarting" while the monitor waits to
+-- start it again), or "exited" and stale when nobody recorded the end (a
+-- "created" one too, once a runner that made its cgroup is gone);
+-- "damaged" (see salvage). Never writes.
 function M.state(store, id)
   local st = store:read_state(id)
   if not st then return nil end
-  if (st.status == "running" or st.status == "paused") and not alive(st) then
+  if st.damaged then return salvage(store, st) end
+  local live = st.status == "running" or st.status == "paused"
+  -- one that is not recorded running, whose cgroup holds processes: its
+  -- runner was killed before it recorded them (one that is recorded, with
+  -- its PID 1 gone, has ended: the kernel ends the rest of its pid
+  -- namespace). The common cases cost nothing: running, or no cgroup.
+  local procs = not live and st.cgroups and cgroup_procs(st)
+  if procs and #procs > 0 then
+    st.status = "running"
+    adopt(st, procs)
+  elseif live and not alive(st) then
     local ex = st.monitor and M.exit_record(store, id)
     st.status = "exited"
     if ex then
@@ -71,6 +148,8 @@ function M.state(store, id)
       st.stale = true
       store:unmount_container(id)  -- an overlay root outlives a killed runner
     end
+  elseif st.status == "created" and st.cgroups and not runner_alive(st) then
+    st.status, st.stale = "exited", true
   end
   -- the freezer, not the file, says whether it is paused (luactr.control)
   if st.status == "running" and st.cgroups and st.cgroups.freezer
@@ -89,7 +168,7 @@ function M.finish(store, id, restarting)
   local lock <close> = store:lock()
   local st = M.state(store, id)
   if not st then return nil end
-  if st.status == "running" or st.status == "paused" then return st end
+  if st.damaged or st.status == "running" or st.status == "paused" then return st end
   if st.cgroups then
     local cg = cgroup.open(st.cgroups, st.cgroup_parents)
     st.OOMKilled = cg:oom_killed() or false
@@ -126,31 +205,29 @@ end
 
 -- Removes --rm containers whose runner died before it could, and the
 -- cgroups such runners left; one still being started (its runner alive)
--- is left alone. Then sweeps the empty luactr-* cgroups of runs that left
--- no state (--rootfs runs) beneath luactr's own (see cgroup.sweep).
--- Returns the states of the containers that are left (M.list's).
+-- is left alone, and so is one whose cgroup holds processes (it runs,
+-- see state) and a damaged one (for rm -f). Then sweeps the cgroups of
+-- killed --rootfs runs of this root (cgroup.sweep): only those this
+-- store's records name are ever removed, never another store's. Works on
+-- a full store: what it would write is left for a later time. Returns
+-- the states of the containers that are left (M.list's).
 function M.reap(store)
-  local left, keep = {}, {}
+  local left = {}
   for _, st in ipairs(M.list(store)) do
     local gone = false
-    if st.status ~= "running" and not runner_alive(st) then
+    if not st.damaged and st.status ~= "running" and not runner_alive(st) then
       -- never killing here: processes in it make it a container that runs
       if st.cgroups and cgroup.open(st.cgroups):empty() and remove_cgroup(st) then
         st.cgroups, st.cgroup_parents = nil, nil
-        store:write_state(st.id, st)
+        pcall(store.write_state, store, st.id, st)
       end
-      if st.autoremove then
-        store:remove_container(st.id)
-        gone = true
+      if st.autoremove and not st.cgroups then
+        gone = pcall(store.remove_container, store, st.id)
       end
     end
-    if not gone then
-      left[#left + 1] = st
-      keep[st.id:sub(1, 12)] = true  -- its cgroup is its state's business
-    end
+    if not gone then left[#left + 1] = st end
   end
-  local layout = cgroup.detect()
-  if layout then cgroup.sweep(layout, { keep = keep }) end
+  cgroup.sweep(cgroup.records(store.root))
   return left
 end
 
@@ -192,14 +269,18 @@ function M.create(store, o)
   })
 end
 
--- cgroup_made(store, id, cgroup): records the folders of its cgroup
--- (controller -> folder: `cgroups`, and the parent folders made for it:
--- `cgroup_parents`) before anything runs in it, so that a runner killed
--- at any moment leaves a cgroup that rm finds.
-function M.cgroup_made(store, id, cg)
+-- cgroup_made(store, id, paths, [parents]): records the folders of its
+-- cgroup (controller -> folder: `cgroups`; cgroup.create's `planned`,
+-- before they are made) and then the parent folders made for it
+-- (`cgroup_parents`, when there are any), so that a runner killed at any
+-- moment leaves no cgroup that rm and reap do not find. This process is
+-- its runner from then on (a detached container's monitor to be).
+function M.cgroup_made(store, id, paths, parents)
   local st = store:read_state(id)
-  st.cgroups = cg.paths
-  st.cgroup_parents = #cg.parents > 0 and cg.parents or nil
+  st.cgroups = paths
+  st.cgroup_parents = parents and #parents > 0 and parents or nil
+  local me = core.sys.getpid()
+  if st.runner ~= me then st.runner, st.runner_start = me, M.start_time(me) end
   store:write_state(id, st)
 end
 
@@ -234,28 +315,52 @@ function M.exited(store, id, how, code, info)
   store:write_state(id, st)
 end
 
--- mark_stopping(store, id): leaves an empty file `stopping` in the
--- container's folder before `stop` signals it: whoever would restart it
--- (its monitor's restart policy) reads it and leaves it stopped.
-function M.mark_stopping(store, id)
-  local path = store:container_dir(id) .. "/stopping"
-  local ok, err = core.fs.write_atomic(path, "", 420, { sync = false })
-  if not ok then fail("mark container %s stopping: %s", id:sub(1, 12), err) end
+-- mark_stopping(store, id, [pending]): leaves the file `stopping` in the
+-- container's folder before it is signalled: whoever would restart it
+-- (its monitor's restart policy, luactr-monitor.c, and handle) reads it
+-- and leaves it stopped. Final (empty) unless `pending`: then it names
+-- this process ("PID START") and counts only while it lives, so that a
+-- `stop` killed before it was done stops nothing; the stop makes it
+-- final once done. `start` removes it.
+function M.mark_stopping(store, id, pending)
+  local text = ""
+  if pending then
+    local me = core.sys.getpid()
+    text = ("%d %d\n"):format(me, M.start_time(me))
+  end
+  store:write_record(("mark container %s stopping"):format(id:sub(1, 12)),
+    store:container_dir(id) .. "/stopping", text)
+end
+
+-- stopping(store, id) -> does its `stopping` marker stop it (see
+-- mark_stopping)? One left by a stop that was killed does not.
+function M.stopping(store, id)
+  local text = core.fs.read(store:container_dir(id) .. "/stopping")
+  if not text then return false end
+  local pid, start = text:match("^(%d+) (%d+)")
+  return not pid or M.start_time(tonumber(pid)) == tonumber(start)
+end
+
+-- damage(st) -> why a command cannot act on the container of state
+-- `st` (its state file is damaged), or nil.
+function M.damage(st)
+  if st and st.damaged then
+    return ("container %s: its state file is damaged (%s): remove it with rm -f")
+      :format(st.id:sub(1, 12), st.damaged)
+  end
 end
 
 -- remove(store, id, force): refuses a running container unless forced
 -- (then kills it first). One whose runner was killed before it could say
--- it runs is running all the same when processes are in its cgroup.
+-- it runs is running all the same when processes are in its cgroup (see
+-- state); so is a damaged one.
 function M.remove(store, id, force)
   local st = M.state(store, id)
-  if st and st.status ~= "running" and st.status ~= "paused" and st.cgroups
-     and not cgroup.open(st.cgroups):empty() then
-    st.status = "running"
-  end
   local busy = st and (st.status == "running" or st.status == "paused"
-    or st.status == "restarting")
+    or st.status == "restarting" or st.live)
   if busy and not force then
-    fail("container %s is %s: stop it first or use rm -f", id:sub(1, 12), st.status)
+    fail("container %s is %s: stop it first or use rm -f", id:sub(1, 12),
+      st.live and "damaged and running" or st.status)
   end
   -- its monitor must not start it again, and goes with it
   local monitor = st and st.monitor and runner_alive(st)
@@ -263,14 +368,14 @@ function M.remove(store, id, force)
     M.mark_stopping(store, id)
     -- forced, or its container is gone already: the monitor has nothing
     -- left to record (its container dies with it: the parent-death signal)
-    core.sys.kill(st.runner, 9)
+    core.sys.signal(st.runner, st.runner_start, 9)
   end
   if busy then
-    if st.pid then core.sys.kill(st.pid, 9) end
+    if alive(st) then core.sys.signal(st.pid, st.pid_start, 9) end
     if st.cgroups then
       local cg = cgroup.open(st.cgroups)
       -- thawed first: v1 frozen processes die of SIGKILL only once they run
-      if st.status == "paused" then cg:thaw() end
+      if st.status == "paused" or st.damaged then cg:thaw() end
       cg:kill()  -- and all its processes
     end
     for _ = 1, 200 do

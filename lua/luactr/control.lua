@@ -140,6 +140,15 @@ function M.state(s, id)
   return st
 end
 
+-- The state of a container that `verb` acts on: not a damaged one (rm
+-- -f removes that).
+local function sound_state(verb, s, id)
+  local st = M.state(s, id)
+  local why = container.damage(st)
+  if why then fail(verb, "%s", why) end
+  return st
+end
+
 -- The stop signal set for the container: the one recorded in its state,
 -- else its image's StopSignal; nil when none is (SIGTERM then).
 local function stop_signal(s, st)
@@ -161,19 +170,27 @@ function M.stop(what, o)
   local timeout = o.timeout or 10
   if math.type(timeout) == nil then fail("stop", "timeout: expected a number") end
   local s, id = find("stop", what)
-  container.mark_stopping(s, id)
-  local st = M.state(s, id)
-  if not running(st) then return st end
-  local sig = o.signal and signal_or_fail("stop", o.signal) or stop_signal(s, st)
-    or signals.TERM
-  send("stop", st, sig)
-  if not ended(st, timeout) then
-    kill_hard("stop", st)
-    if not ended(st, KILL_WAIT) then
-      fail("stop", "container %s did not die after SIGKILL", id:sub(1, 12))
+  -- pending while this stop works: if it is killed, it stops nothing
+  container.mark_stopping(s, id, true)
+  local st = sound_state("stop", s, id)
+  if running(st) then
+    local sig = o.signal and signal_or_fail("stop", o.signal) or stop_signal(s, st)
+      or signals.TERM
+    send("stop", st, sig)
+    if not ended(st, timeout) then
+      kill_hard("stop", st)
+      if not ended(st, KILL_WAIT) then
+        fail("stop", "container %s did not die after SIGKILL", id:sub(1, 12))
+      end
     end
+    st = recorded(s, id, st) or st
   end
-  return recorded(s, id, st) or st
+  -- done: it stays stopped (unless it is gone, with --rm)
+  local ok, err = pcall(container.mark_stopping, s, id)
+  if not ok and core.fs.stat(s:container_dir(id)) then
+    fail("stop", "%s", errors.is(err) and err.message or tostring(err))
+  end
+  return st
 end
 
 -- kill(what, [signal]) -> state
@@ -186,7 +203,7 @@ end
 function M.kill(what, signal)
   local sig = signal_or_fail("kill", signal or "KILL")
   local s, id = find("kill", what)
-  local st = M.state(s, id)
+  local st = sound_state("kill", s, id)
   if not running(st) then fail("kill", "container %s is not running", what) end
   local set = stop_signal(s, st)
   local final = sig == signals.KILL or not set or sig == set
@@ -208,7 +225,7 @@ end
 -- v2 cgroup.freeze), waiting for the kernel to say it is done.
 local function freezer(verb, what, want_paused)
   local s, id = find(verb, what)
-  local st = M.state(s, id)
+  local st = sound_state(verb, s, id)
   if not running(st) then fail(verb, "container %s is not running", what) end
   if want_paused and st.paused then fail(verb, "container %s is already paused", what) end
   if not want_paused and not st.paused then fail(verb, "container %s is not paused", what) end
@@ -234,7 +251,7 @@ function M.unpause(what) return freezer("unpause", what, false) end
 -- (its runner died, or it was removed with --rm).
 function M.wait(what)
   local s, id = find("wait", what)
-  local st = M.state(s, id)
+  local st = sound_state("wait", s, id)
   while st and st.status == "created" and recorder_alive(st) do
     sleep(0.02)
     st = M.state(s, id)
@@ -268,7 +285,7 @@ end
 -- cgroup; the last column holds the rest of each line (the command).
 function M.top(what, args)
   local s, id = find("top", what)
-  local st = M.state(s, id)
+  local st = sound_state("top", s, id)
   if not running(st) then fail("top", "container %s is not running", what) end
   args = (args and #args > 0) and args or { "-ef" }
   local words = {}
@@ -340,7 +357,8 @@ function M.describe(s, id)
       Restarting = false, OOMKilled = st.OOMKilled or false, Dead = false,
       Pid = running(st) and st.pid or 0,
       ExitCode = st.exit_code or 0,
-      Error = st.stale and "its runner ended before it could record the exit" or "",
+      Error = st.damaged and ("its state file is damaged: " .. st.damaged)
+        or st.stale and "its runner ended before it could record the exit" or "",
       StartedAt = st.started or ZERO_TIME,
       FinishedAt = st.finished or ZERO_TIME,
     },

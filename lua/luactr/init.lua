@@ -165,11 +165,12 @@ local function prepare(o)
 end
 
 -- Makes the cgroup of prepared options `o` (luactr.cgroup), with its
--- limits; raises when it cannot.
-local function make_cgroup(o)
+-- limits, having given its folders to `planned`; raises when it cannot.
+local function make_cgroup(o, planned)
   local layout, why = cgroup.detect()
   if not layout then errors.raise(errors.FAILED, "run: cgroup: %s", why) end
-  local ok, cg = pcall(cgroup.create, layout, o.id, o.resources, { parent = o.cgroup_parent })
+  local ok, cg = pcall(cgroup.create, layout, o.id, o.resources,
+    { parent = o.cgroup_parent, planned = planned })
   if not ok then
     if errors.is(cg) then errors.raise(cg.status, "run: %s", cg.message) end
     error(cg, 0)
@@ -186,8 +187,11 @@ end
 
 -- Spawns the container of prepared options `o` in its cgroup and waits
 -- for it; returns how and code, and { oom_killed=, cgroup= (when its
--- removal failed) }. `made(cgroup)` is called once its cgroup is made,
--- `started(proc)` once it runs.
+-- removal failed) }. `made(paths, [parents])` records its cgroup's
+-- folders before they are made (and then the parent folders made for
+-- it, when there are any), `started(proc)` is called once it runs. A run
+-- with no store to record it in (--rootfs) claims its cgroup instead (see
+-- cgroup.claim), for the sweep of a later command if it is killed.
 local function execute(o, started, made)
   local ok, user = pcall(users.resolve, o.rootfs, o.user)
   if not ok then
@@ -196,13 +200,14 @@ local function execute(o, started, made)
   end
   local s = spec.build(o, user)
   seccomp.use_cache()  -- spawn loads the filter compiled by an earlier run
+  local claim <close> = not made and cgroup.claim(o.id, cgroup.records()) or nil
   -- its cgroup first: the container joins it before it runs anything
-  local cg = make_cgroup(o)
+  local cg = make_cgroup(o, made or function(paths) claim:planned(paths) end)
   s.linux.resources = o.resources
   s.linux.cgroupsPath = (o.cgroup_parent and o.cgroup_parent:gsub("/*$", "/") or "")
     .. cgroup.name(o.id)
   local ok, how, code = pcall(function()
-    if made then made(cg) end
+    if made and #cg.parents > 0 then made(cg.paths, cg.parents) end
     if o.store then o.store:write_config(o.id, s) end
     local proc, err, errno, step = spawn_container(o, s, {
       init = o.init,
@@ -231,6 +236,7 @@ local function execute(o, started, made)
   local removed, why = cg:remove()
   if not removed then
     info.cgroup = cg  -- still there: recorded, and removed by rm or a later sweep
+    if claim then claim:release(true) end
     io.stderr:write("luactr: warning: ", why, "\n")
   end
   if not ok then error(how, 0) end
@@ -390,6 +396,8 @@ function M.start(what)
   local container = require "luactr.container"
   local id = container.find(store, what)
   local st = container.state(store, id)
+  local damaged = container.damage(st)
+  if damaged then errors.raise(errors.FAILED, "start: %s", damaged) end
   if st.status == "running" or st.status == "paused" or st.status == "restarting" then
     return true
   end
@@ -466,8 +474,8 @@ local function run_image(o)
   local store = require("luactr.store").open()
   local container = require "luactr.container"
   container.reap(store)
-  local img = store:image(o.image)
-  if not img then errors.raise(errors.FAILED, "run: no such image: %s", o.image) end
+  local img, damaged = store:image(o.image)
+  if not img then errors.raise(errors.FAILED, "run: %s", damaged or "no such image: " .. o.image) end
   local n = from_image(o, img)
   n.id = M.new_id()
   n = prepare(n)
@@ -486,9 +494,9 @@ local function run_image(o)
   local how, code, info
   ok, err = pcall(function()
     how, code, info = execute(n, function(proc) container.started(store, n.id, proc) end,
-      function(cg) container.cgroup_made(store, n.id, cg) end)
+      function(paths, parents) container.cgroup_made(store, n.id, paths, parents) end)
   end)
-  if o.rm then
+  if o.rm and not (info and info.cgroup) then
     store:remove_container(n.id)  -- no state to record: it is gone
   else
     store:unmount_container(n.id)
@@ -553,7 +561,8 @@ function M.build(what, o)
   return require("luactr.build").build(plan, o)
 end
 
--- images() -> the store's images (OCI image configs with .ref and .id)
+-- images() -> the store's images (OCI image configs with .ref and .id;
+-- one whose file is damaged is { ref=, id=, damaged = why })
 function M.images()
   return require("luactr.store").open():images()
 end

@@ -26,11 +26,7 @@ local sys, fs = core.sys, core.fs
 -- LUACTR_RUNROOT/<id>, else <LUACTR_ROOT>/run/<id> when LUACTR_ROOT is
 -- set, else /run/luactr/<id>.
 function M.run_dir(store, id)
-  local base = os.getenv("LUACTR_RUNROOT")
-  if not base or base == "" then
-    base = os.getenv("LUACTR_ROOT") and store.root .. "/run" or "/run/luactr"
-  end
-  return base .. "/" .. id
+  return cgroup.run_base(store.root) .. "/" .. id
 end
 
 -- socket(store, id) -> the path of the container's attach socket
@@ -40,6 +36,15 @@ end
 
 local function program()
   return (core.path:gsub("[^/]*$", "monitor"))
+end
+
+-- of(pid) -> the pid of the monitor whose container's PID 1 is `pid`
+-- (its parent, running luactr-monitor), or nil.
+function M.of(pid)
+  local status = fs.read("/proc/" .. pid .. "/status") or ""
+  local parent = tonumber(status:match("\nPPid:%s*(%d+)"))
+  local exe = parent and fs.readlink("/proc/" .. parent .. "/exe")
+  if exe and exe == fs.realpath(program()) then return parent end
 end
 
 -- The interpreter this process runs in, for the monitor to exec Lua again.
@@ -80,8 +85,9 @@ local function become_monitor(store, st, ready, restarts)
   if store.driver == "overlay" then store:mount_container(id) end
   local layout, why = cgroup.detect()
   if not layout then fail("cgroup: %s", why) end
-  local cg = cgroup.create(layout, id, s.linux.resources, { parent = st.cgroup_parent })
-  container.cgroup_made(store, id, cg)
+  local cg = cgroup.create(layout, id, s.linux.resources, { parent = st.cgroup_parent,
+    planned = function(paths) container.cgroup_made(store, id, paths) end })
+  if #cg.parents > 0 then container.cgroup_made(store, id, cg.paths, cg.parents) end
   local mine, theirs = {}, {}
   local stdio
   if not d.tty then
@@ -158,6 +164,7 @@ end
 -- returning once its monitor listens.
 function M.start(store, id)
   local st = store:read_state(id)
+  if container.damage(st) then fail("%s", container.damage(st)) end
   if not st or not st.detached then fail("container %s cannot be started", id:sub(1, 12)) end
   if st.status ~= "created" then
     -- the monitor of its last run records that run's end, and its
@@ -201,6 +208,21 @@ function M.start(store, id)
   errors.raise(tonumber(status) or errors.FAILED, "%s", msg)
 end
 
+-- The monitor writes exit.json before it hands over, and passes the end
+-- in LUACTR_MONITOR_EXIT ("how code") too: on a full store its write
+-- fails, and the exit is recorded here, from the store's reserve.
+local function record_exit(store, id, event)
+  local how, code = (os.getenv("LUACTR_MONITOR_EXIT") or ""):match("^(%a+) (%d+)$")
+  sys.setenv("LUACTR_MONITOR_EXIT", nil)
+  if not how or container.exit_record(store, id) then return end
+  local st = store:read_state(id)
+  if not st or st.damaged then return end
+  pcall(store.write_record, store, "write exit", store:container_dir(id) .. "/exit.json",
+    require("luactr.json").encode({ how = how, code = tonumber(code),
+      finished = os.date("!%Y-%m-%dT%H:%M:%SZ"), restarting = event == "restart",
+      restarts = st.restarts or 0 }) .. "\n")
+end
+
 -- handle(id): run by the monitor's exec once the container ended (see
 -- the top); LUACTR_MONITOR_EVENT says what to do.
 function M.handle(id)
@@ -209,12 +231,13 @@ function M.handle(id)
   sys.setenv("LUACTR_MONITOR_EVENT", nil)
   sys.setenv("LUACTR_MONITOR_RESTARTS", nil)
   local store = require("luactr.store").open()
+  record_exit(store, id, event)
   -- a `stop` that came while the monitor handed over still wins
-  if event == "restart" and fs.stat(store:container_dir(id) .. "/stopping") then
+  if event == "restart" and container.stopping(store, id) then
     event = "exited"
   end
   local st = container.finish(store, id, event == "restart")
-  if event ~= "restart" or not st then sys.exit(0) end
+  if event ~= "restart" or not st or st.damaged then sys.exit(0) end
   st.restarts = restarts
   store:write_state(id, st)
   local ok, err = pcall(become_monitor, store, st, nil, restarts)

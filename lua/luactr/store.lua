@@ -14,6 +14,7 @@
 --       tmp/<what>.<pid>.<n>       work in progress, and beside it
 --       tmp/<what>.<pid>.<n>.lock  flocked by its owner while it lives
 --       .lock              taken for every change of images/ and layers/
+--       .reserve.<n>       a few MiB kept for state when the store is full
 --       .layers.lock       shared while layers are built on, taken
 --                          alone to prune them
 --
@@ -28,6 +29,7 @@
 -- Every change is made in tmp/ and published by one rename, so a crash
 -- leaves the old state or the new one; tmp/ leftovers are cleaned by the
 -- next command that opens the store.
+local check = require "luactr.check"
 local core = require "luactr.core"
 local errors = require "luactr.errors"
 local json = require "luactr.json"
@@ -102,6 +104,62 @@ end
 local function now_iso()
   return os.date("!%Y-%m-%dT%H:%M:%SZ")
 end
+
+-- {====== a reserve of space for state ======
+--
+-- A container that fills the store must still have its end recorded, and
+-- ps, stop and rm must still work on a full store (so that the user can
+-- free space). On a full btrfs even a file of a few bytes cannot be
+-- written (folders, renames and deletions still work), so the store keeps
+-- a reserve: SLICES files .reserve.N of SLICE bytes of written data (not
+-- sparse). A record write that finds no space left deletes the last slice
+-- and tries again: one slice is hundreds of state writes, and the others
+-- are left for the next fill, before the space freed by rm comes back (a
+-- deleted btrfs subvolume is freed by its cleaner, later). A command that
+-- opens a store without its last slice makes the missing ones again, once
+-- there is room for them (statfs first: a full store costs one call).
+
+local SLICES, SLICE = 4, 1 << 20
+
+local function slice(dir, i)
+  return ("%s/.reserve.%d"):format(dir, i)
+end
+
+-- Random bytes, so that a compressing filesystem cannot shrink them.
+local function make_reserve(dir)
+  for i = 0, SLICES - 1 do
+    if not exists(slice(dir, i)) then
+      local st = fs.statfs(dir)
+      if not st or st.bavail * st.bsize < 8 * SLICE then return end
+      local f = io.open("/dev/urandom", "rb")
+      local data = f and f:read(SLICE)
+      if f then f:close() end
+      if not (data and fs.write_atomic(slice(dir, i), data, 384, NOSYNC)) then return end
+    end
+  end
+end
+
+-- Frees the last slice of the reserve; false when none is left.
+local function draw_on_reserve(dir)
+  for i = SLICES - 1, 0, -1 do
+    if fs.unlink(slice(dir, i)) then return true end
+  end
+  return false
+end
+
+-- Store:write_record(what, path, text): writes a small file of the
+-- store's own records (a state, an exit, the stopping marker) atomically,
+-- unsynced (see write_state), drawing on the reserve when the store is
+-- full. Raises "what: why" when it cannot.
+function Store:write_record(what, path, text)
+  local ok, err, errno = fs.write_atomic(path, text, 420, NOSYNC)
+  while not ok and (errno == E.ENOSPC or errno == E.EDQUOT) and draw_on_reserve(self.dir) do
+    ok, err, errno = fs.write_atomic(path, text, 420, NOSYNC)
+  end
+  must(what, ok, err)
+end
+
+-- }======
 
 -- {====== opening ======
 
@@ -240,6 +298,7 @@ function M.open(o)
     driver = set_up(root, dir, wanted)
   end
   check_driver(wanted, driver, root)
+  if not exists(slice(dir, SLICES - 1)) then make_reserve(dir) end
   local s = setmetatable({ root = root, dir = dir, driver = driver }, Store)
   s:clean()
   return s
@@ -647,28 +706,73 @@ local function ref_file(self, ref)
   return ("%s/images/%s:%s.json"):format(self.dir, name:gsub("/", "%%2F"), tag), name .. ":" .. tag
 end
 
--- image(ref) -> the image's config table (with .id and .ref) | nil
-function Store:image(ref)
-  local path, full = ref_file(self, ref)
-  local text = fs.read(path)
+-- What an image's json may hold: the fields of an OCI image config that
+-- luactr reads, with their types (other fields are let through), and its
+-- own (luactr.layers: the keys of its layers, which name folders).
+local strings = check.array(check.string)
+local layer_key = check.satisfies(function(v) return type(v) == "string" and v:match("^%x+$") end,
+  "a layer key")
+local image_record = check.open_record({
+  created = check.string, architecture = check.string, os = check.string,
+  config = check.open_record({
+    Cmd = strings, Entrypoint = strings, Env = strings, WorkingDir = check.string,
+    User = check.string, StopSignal = check.string, Labels = check.map(check.string),
+    ExposedPorts = check.map(check.table), Volumes = check.map(check.table),
+  }),
+  rootfs = check.open_record({ type = check.string, diff_ids = strings }),
+  history = check.array(check.open_record({ created_by = check.string,
+    created = check.string, empty_layer = check.boolean })),
+  luactr = check.open_record({ layers = check.array(layer_key), top = layer_key,
+    chain = check.string }),
+})
+
+-- The image in file `path` (ref `full`): its config (with .id and .ref),
+-- a damaged entry { ref=, id=, damaged = why } when the file does not
+-- hold one, or nil when there is no file.
+local function read_image(path, full)
+  local text, err, errno = fs.read(path)
   if not text then
-    -- a unique prefix of an image id names it too
-    if ref:match("^%x+$") and #ref >= 4 then
-      local found
-      for _, img in ipairs(self:images()) do
-        if img.id:sub(1, #ref) == ref then
-          if found and found.id ~= img.id then fail("image id prefix '%s' is ambiguous", ref) end
-          found = img
-        end
-      end
-      return found
-    end
-    return nil
+    if errno == E.ENOENT then return nil end
+    return { ref = full, id = core.digest.sha256(full), damaged = err }
   end
-  local img = json.decode(text)
-  if not img then fail("image %s: damaged file %s", full, path) end
+  local img, why = json.decode(text)
+  if text == "" then why = "the file is empty" end
+  if img ~= nil then
+    -- an array and null decode to tables too, with a metatable of json's
+    why = type(img) == "table" and getmetatable(img) ~= nil and "image: expected an object"
+      or image_record(img, "image")
+  end
+  if why then return { ref = full, id = core.digest.sha256(text), damaged = why } end
   img.id = core.digest.sha256(text)
   img.ref = full
+  return img
+end
+
+-- image_entry(ref) -> the image (as image gives it), a damaged entry
+-- (see read_image: images lists it, rmi removes it), or nil.
+function Store:image_entry(ref)
+  local path, full = ref_file(self, ref)
+  local img = read_image(path, full)
+  -- a unique prefix of an image id names it too
+  if not img and ref:match("^%x+$") and #ref >= 4 then
+    for _, entry in ipairs(self:images()) do
+      if entry.id:sub(1, #ref) == ref then
+        if img and img.id ~= entry.id then fail("image id prefix '%s' is ambiguous", ref) end
+        img = entry
+      end
+    end
+  end
+  return img
+end
+
+-- image(ref) -> the image's config table (with .id and .ref) | nil, and
+-- then why when its file is damaged.
+function Store:image(ref)
+  local img = self:image_entry(ref)
+  if img and img.damaged then
+    return nil, ("image %s is damaged (%s): remove it with rmi, or build it again"):format(
+      img.ref, img.damaged)
+  end
   return img
 end
 
@@ -697,15 +801,17 @@ function Store:remove_image(ref)
   end
 end
 
--- images() -> list of image configs (with .id and .ref), sorted by ref.
+-- images() -> list of image configs (with .id and .ref), and of damaged
+-- entries (see read_image), sorted by ref.
 function Store:images()
   local list = {}
   for _, file in ipairs(fs.readdir(self.dir .. "/images") or {}) do
     local ref = file:match("^(.*)%.json$")
     if ref and file:sub(1, 1) ~= "." then
       ref = ref:gsub("%%2F", "/")
-      local ok, img = pcall(self.image, self, ref)
-      if ok and img then list[#list + 1] = img end
+      local ok, path, full = pcall(ref_file, self, ref)
+      local img = ok and read_image(path, full)
+      if img then list[#list + 1] = img end
     end
   end
   table.sort(list, function(a, b) return a.ref < b.ref end)
@@ -805,20 +911,104 @@ function Store:containers()
   return list
 end
 
+-- What a container's state.json may hold (luactr.container writes it):
+-- every field luactr reads, with its type; other fields are let through.
+local positive = check.all(check.integer, check.satisfies(function(n) return n > 0 end, "a pid"))
+local STATE = {
+  id = check.string, name = check.string, image = check.string, image_id = check.string,
+  command = check.string, created = check.string, started = check.string,
+  finished = check.string,
+  status = check.enum("created", "running", "paused", "exited", "restarting"),
+  autoremove = check.boolean, monitor = check.boolean, stale = check.boolean,
+  OOMKilled = check.boolean,
+  pid = positive, pid_start = check.integer, runner = positive, runner_start = check.integer,
+  exit_code = check.integer, restarts = check.integer,
+  cgroups = check.map(check.string), cgroup_parents = check.array(check.string),
+  cgroup_parent = check.string, stop_signal = check.either(check.string, check.integer),
+  detached = check.open_record({
+    tty = check.boolean, interactive = check.boolean, init = check.boolean,
+    wait_attach = check.boolean, retries = check.integer, log_max = check.integer,
+    log_files = check.integer,
+    restart = check.enum("no", "always", "unless-stopped", "on-failure"),
+  }),
+}
+local state_record = check.open_record(STATE, { "id", "status" })
+
+-- Are the cgroup folders a state names those of container `id` (named
+-- luactr-<id12>)? Nothing else is ever killed or removed for it.
+local function own_cgroups(cgroups, id)
+  local leaf = "/luactr-" .. id:sub(1, 12)
+  for _, dir in pairs(cgroups) do
+    if dir:sub(-#leaf) ~= leaf then return false end
+  end
+  return true
+end
+
+-- Why the decoded state `t` of container `id` is damaged, or nil.
+local function state_damage(t, id)
+  -- an array and null decode to tables too, with a metatable of json's
+  if type(t) == "table" and getmetatable(t) ~= nil then return "state: expected an object" end
+  local why = state_record(t, "state")
+  if why then return why end
+  if t.id ~= id then return "state.id: not the id of its folder" end
+  if t.cgroups and not own_cgroups(t.cgroups, id) then
+    return "state.cgroups: a folder not named after the container"
+  end
+  for _, parent in ipairs(t.cgroup_parents or {}) do
+    local above = false
+    for _, dir in pairs(t.cgroups or {}) do
+      above = above or dir:sub(1, #parent + 1) == parent .. "/"
+    end
+    if not above then return "state.cgroup_parents: a folder not above its cgroup" end
+  end
+end
+
+-- A damaged state, as read_state gives it: status "damaged", `damaged`
+-- saying why, and every field of `t` that is sound by itself (a name to
+-- find it by, its cgroups and pids for rm -f to end what it left).
+local function damaged_state(id, why, t)
+  local st = { id = id, status = "damaged", damaged = why }
+  if type(t) == "table" then
+    for k, valid in pairs(STATE) do
+      if k ~= "id" and k ~= "status" and k ~= "cgroup_parents" and t[k] ~= nil
+         and not valid(t[k], k) then
+        st[k] = t[k]
+      end
+    end
+    if st.cgroups and not own_cgroups(st.cgroups, id) then st.cgroups = nil end
+  end
+  return st
+end
+
 -- write_state(id, t) / read_state(id): the container's state.json.
 -- Atomic (a killed writer leaves the old state or the new), but not
 -- fsynced: a container's state is about processes, which a power cut ends
 -- anyway, and the next command recomputes it (a "running" container whose
 -- process is gone reads as exited). Four fsyncs would double the cost of
--- `run --rm`.
+-- `run --rm`. A full store draws on its reserve (write_record).
 function Store:write_state(id, t)
-  must("write state", fs.write_atomic(self:container_dir(id) .. "/state.json",
-    json.encode(t, true), nil, NOSYNC))
+  if t.damaged then
+    fail("container %s: its state file is damaged (%s): remove it with rm -f", id:sub(1, 12), t.damaged)
+  end
+  self:write_record("write state", self:container_dir(id) .. "/state.json", json.encode(t, true))
 end
 
+-- read_state(id) -> state | nil when there is no such container. A
+-- state.json that is missing, empty, not JSON or not a state gives a
+-- damaged state (see damaged_state): never an error.
 function Store:read_state(id)
-  local text = fs.read(self:container_dir(id) .. "/state.json")
-  return text and json.decode(text)
+  local dir = self:container_dir(id)
+  local text, err, errno = fs.read(dir .. "/state.json")
+  if not text then
+    if errno == E.ENOENT and not exists(dir) then return nil end
+    return damaged_state(id, errno == E.ENOENT and "state.json is missing" or err)
+  end
+  if text == "" then return damaged_state(id, "state.json is empty") end
+  local t, why = json.decode(text)
+  if t == nil then return damaged_state(id, "state.json: " .. why) end
+  why = state_damage(t, id)
+  if why then return damaged_state(id, why, t) end
+  return t
 end
 
 function Store:read_config(id)
