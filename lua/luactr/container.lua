@@ -139,6 +139,12 @@ function M.state(store, id)
     adopt(st, procs)
   elseif live and not alive(st) then
     local ex = st.monitor and M.exit_record(store, id)
+    if not ex and runner_alive(st) and st.runner ~= core.sys.getpid() then
+      -- its PID 1 has ended and the process that records the end (its
+      -- monitor, which drains its output first, or the attached `luactr
+      -- run`) is at it: until that is done, it has not exited yet
+      return st
+    end
     st.status = "exited"
     if ex then
       st.exit_code = ex.how == "signal" and 128 + ex.code or ex.code
