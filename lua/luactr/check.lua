@@ -4,6 +4,8 @@
 -- the value fits, or a message naming the full path of the field that does
 -- not ("run.env[2]: expected a string, got number"; "run: unknown field
 -- 'hostnme'"). Unknown fields are always an error, never ignored.
+local errors = require "luactr.errors"
+
 local M = {}
 
 local function typename(v)
@@ -128,9 +130,10 @@ end
 -- {====== predicates and messages (added for luactr.recipe)
 
 -- How a value is named in a message: a string is quoted, anything else is
--- named by its type ("'srv'", "integer", "table").
+-- named by its type ("'srv'", "integer", "table"); a string with control
+-- characters is shown escaped (luactr.errors.quote).
 local function show(v)
-  if type(v) == "string" then return "'" .. v .. "'" end
+  if type(v) == "string" then return errors.quote(v, "'") end
   return typename(v)
 end
 M.show = show

@@ -186,7 +186,9 @@ function M.parse(verb, spec, args)
       local name, inline = a:match("^%-%-([^=]+)=(.*)$")
       name = name or a:sub(3)
       local o = spec[name]
-      if not o then fail("%s: unknown option --%s (see 'luactr %s --help')", verb, name, verb) end
+      if not o then
+        fail("%s: unknown option %s (see 'luactr %s --help')", verb, errors.quote("--" .. name), verb)
+      end
       if o.arg then
         set(name, value_for("--" .. name, inline))
       elseif inline then
@@ -199,7 +201,9 @@ function M.parse(verb, spec, args)
       while j <= #a do
         local c = a:sub(j, j)
         local long = shorts[c]
-        if not long then fail("%s: unknown option -%s (see 'luactr %s --help')", verb, c, verb) end
+        if not long then
+          fail("%s: unknown option %s (see 'luactr %s --help')", verb, errors.quote("-" .. c), verb)
+        end
         if spec[long].arg then
           local rest = a:sub(j + 1)
           set(long, value_for("-" .. c, rest ~= "" and rest or nil))
@@ -389,10 +393,11 @@ local SILENT = { write = function(self) return self end, flush = function() end 
 
 function verbs.build(args)
   local o, rest = M.parse("build", BUILD_OPTIONS, args)
-  if o.help or #rest == 0 then
+  if o.help then
     io.stdout:write("Usage: luactr build [--no-cache] [--dry-run] [-q] RECIPE.lua [IMAGE...]\n")
-    return o.help and 0 or 125
+    return 0
   end
+  if #rest == 0 then fail("build: give a recipe (see 'luactr build --help')") end
   local recipe = require "luactr.recipe"
   local plan = recipe.load(rest[1])
   if o.dry_run then
@@ -442,7 +447,7 @@ function verbs.rmi(args)
   for _, ref in ipairs(rest) do
     -- a damaged one too: nothing can be made from it, it only goes
     local img = s:image_entry(ref)
-    if not img then fail("rmi: no such image: %s", ref) end
+    if not img then fail("rmi: no such image: %s", errors.quote(ref)) end
     list[#list + 1], going[img.ref] = img, true
   end
   -- as Docker: an image stays while a container made from it does, unless
@@ -475,7 +480,7 @@ function verbs.tag(args)
   local s = store()
   local lock <close> = s:lock()
   local img = s:image(rest[1])
-  if not img then fail("tag: no such image: %s", rest[1]) end
+  if not img then fail("tag: no such image: %s", errors.quote(rest[1])) end
   img.id, img.ref = nil, nil
   s:put_image(rest[2], img)
   return 0
@@ -485,7 +490,7 @@ function verbs.history(args)
   local _, rest = M.parse("history", {}, args)
   if #rest ~= 1 then fail("history: usage: luactr history IMAGE") end
   local img = store():image(rest[1])
-  if not img then fail("history: no such image: %s", rest[1]) end
+  if not img then fail("history: no such image: %s", errors.quote(rest[1])) end
   local rows = { { "STEP", "CREATED BY", "LAYER" } }
   local layer = #(img.luactr and img.luactr.layers or {})
   local history = img.history or {}
@@ -546,9 +551,9 @@ function verbs.inspect(args)
     elseif img then
       list[#list + 1] = img
     elseif o.type == "image" then
-      fail("inspect: no such image: %s", what)
+      fail("inspect: no such image: %s", errors.quote(what))
     else
-      fail("inspect: no such image or container: %s", what)
+      fail("inspect: no such image or container: %s", errors.quote(what))
     end
   end
   io.stdout:write(json.encode(list, true), "\n")
@@ -914,12 +919,16 @@ function verbs.version()
   return 0
 end
 
--- main(args) -> exit status. Never raises.
+-- main(args) -> exit status. Never raises. A bug (an error that is not
+-- luactr's) is said in one line; LUACTR_DEBUG=1 adds its traceback.
 function M.main(args)
   local verb = args[1]
-  if verb == nil or verb == "help" or verb == "--help" or verb == "-h" then
+  if verb == nil then
+    io.stderr:write(USAGE)
+    return 125
+  elseif verb == "help" or verb == "--help" or verb == "-h" then
     io.stdout:write(USAGE)
-    return verb == nil and 125 or 0
+    return 0
   end
   local f = verbs[verb]
   if not f and verb:match("%.lua$") then
@@ -928,12 +937,14 @@ function M.main(args)
     args = { "build", table.unpack(args) }
   end
   if not f then
-    io.stderr:write(("luactr: unknown command '%s' (see 'luactr --help')\n"):format(verb))
+    io.stderr:write(("luactr: unknown command %s (see 'luactr --help')\n")
+      :format(errors.quote(verb, "'")))
     return 125
   end
   local ok, status = xpcall(f, function(e)
     if errors.is(e) then return e end
-    return debug.traceback(tostring(e), 2)
+    if os.getenv("LUACTR_DEBUG") then return debug.traceback(tostring(e), 2) end
+    return (tostring(e):match("^[^\n]*"))
   end, table.move(args, 2, #args, 1, {}))
   if ok then return status end
   if errors.is(status) then

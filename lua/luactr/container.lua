@@ -237,8 +237,12 @@ function M.reap(store)
   return left
 end
 
--- find(store, what) -> id: by name, full id or unique id prefix.
+-- find(store, what) -> id: by name, full id or unique id prefix. An
+-- empty or blank `what` names none (it would be a prefix of every id).
 function M.find(store, what)
+  if type(what) ~= "string" or what:find("^%s*$") then
+    fail("no such container: %s (give a name or an id)", errors.quote(what))
+  end
   local found
   for _, id in ipairs(store:containers()) do
     local st = store:read_state(id)
@@ -248,7 +252,7 @@ function M.find(store, what)
       found = id
     end
   end
-  if not found then fail("no such container: %s", what) end
+  if not found then fail("no such container: %s", errors.quote(what)) end
   return found
 end
 
@@ -258,7 +262,9 @@ function M.create(store, o)
   -- under the store's lock, so that two runs cannot take the same name
   local lock <close> = store:lock()
   if o.name then
-    if not o.name:match("^[%w][%w_.%-]*$") then fail("invalid container name '%s'", o.name) end
+    if not o.name:match("^[%w][%w_.%-]*$") then
+      fail("invalid container name %s", errors.quote(o.name, "'"))
+    end
     for _, id in ipairs(store:containers()) do
       local st = store:read_state(id)
       if st and st.name == o.name then
@@ -266,8 +272,12 @@ function M.create(store, o)
       end
     end
   end
+  -- its image may have been removed (rmi) since it was looked up: layers
+  -- are pruned under this lock only, so one that is here now stays
+  local top = o.image.luactr and o.image.luactr.top
+  if top and not store:has_layer(top) then fail("no such image: %s", errors.quote(o.image.ref)) end
   -- the container appears with its state (and name) at once
-  return store:new_container(o.id, o.image.luactr and o.image.luactr.top, {
+  return store:new_container(o.id, top, {
     id = o.id, name = o.name, image = o.image.ref, image_id = o.image.id,
     created = now_iso(), status = "created", autoremove = o.autoremove or nil,
     command = o.command,

@@ -12,9 +12,15 @@ Error.__tostring = function(e) return e.message end
 
 M.FAILED, M.CANNOT_EXEC, M.NOT_FOUND = 125, 126, 127
 
+-- new(status, fmt, ...) -> an error with `status` and a formatted
+-- message, not raised yet.
+function M.new(status, fmt, ...)
+  return setmetatable({ status = status, message = fmt:format(...) }, Error)
+end
+
 -- Raises an error with `status` and a formatted message.
 function M.raise(status, fmt, ...)
-  error(setmetatable({ status = status, message = fmt:format(...) }, Error), 0)
+  error(M.new(status, fmt, ...), 0)
 end
 
 -- fail(fmt, ...): raises a failure of luactr itself (status 125).
@@ -27,6 +33,27 @@ end
 function M.must(what, ok, err, ...)
   if ok == nil then M.raise(M.FAILED, "%s: %s", what, err) end
   return ok, err, ...
+end
+
+local ESCAPES = { ["\n"] = "\\n", ["\t"] = "\\t", ["\r"] = "\\r", ['"'] = '\\"', ["\\"] = "\\\\" }
+
+-- quote(s, [mark]) -> s as a message may show it, when s comes from a
+-- user (a name, a reference): as it is when it is printable ASCII with
+-- no space (between two `mark`s, when given, and then with spaces inside
+-- it too); else in double quotes with escapes (\n, \t, \", \\, \x1b),
+-- so that no newline or escape code reaches a terminal raw, and an empty
+-- or a blank one shows.
+function M.quote(s, mark)
+  s = tostring(s)
+  local plain = mark and "^[!-~][ -~]*$" or "^[!-~]+$"
+  if s:find(plain) and not s:find("[\"\\]") and not s:find(" $") then
+    return mark and mark .. s .. mark or s
+  end
+  return '"' .. s:gsub(".", function(c)
+    local b = c:byte()
+    if ESCAPES[c] then return ESCAPES[c] end
+    if b < 32 or b > 126 then return ("\\x%02x"):format(b) end
+  end) .. '"'
 end
 
 -- Is `e` an error raised by luactr (and not a bug)?

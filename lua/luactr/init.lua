@@ -425,16 +425,24 @@ function M.logs(what, o)
   return require("luactr.logs").read(store, container.find(store, what), o or {})
 end
 
--- Runs prepared options `n` of image `img` as a detached container of
--- the store: its spec and settings saved, its monitor started. Returns a
--- Container, or (attached, -it) how and code as run does.
-local function run_detached(store, n, o, img)
-  local policy, retries = restart_policy(o.restart)
-  if policy ~= "no" and o.rm then
+-- The settings of a detached run (restart policy, log rotation), its
+-- detach keys checked: all before anything is made for it.
+local function detached_options(o)
+  local d = {}
+  d.restart, d.retries = restart_policy(o.restart)
+  if d.restart ~= "no" and o.rm then
     errors.raise(errors.FAILED, "run: --restart and --rm do not go together")
   end
-  local log_max, log_files = log_options(o.log_opt)
-  M.detach_keys(o.detach_keys)  -- checked before anything runs
+  d.log_max, d.log_files = log_options(o.log_opt)
+  M.detach_keys(o.detach_keys)
+  return d
+end
+
+-- Runs prepared options `n` of image `img` as a detached container of
+-- the store, with the settings `d` of detached_options: its spec and
+-- settings saved, its monitor started. Returns a Container, or
+-- (attached, -it) how and code as run does.
+local function run_detached(store, n, o, img, d)
   local ok, err = pcall(function()
     local user = users.resolve(n.rootfs, n.user)
     local s = spec.build(n, user)
@@ -445,7 +453,7 @@ local function run_detached(store, n, o, img)
     local st = store:read_state(n.id)
     st.detached = {
       tty = n.tty or nil, interactive = n.interactive or nil, init = n.init or nil,
-      restart = policy, retries = retries, log_max = log_max, log_files = log_files,
+      restart = d.restart, retries = d.retries, log_max = d.log_max, log_files = d.log_files,
       wait_attach = not o.detach or nil,
     }
     st.cgroup_parent = n.cgroup_parent
@@ -475,10 +483,13 @@ local function run_image(o)
   local container = require "luactr.container"
   container.reap(store)
   local img, damaged = store:image(o.image)
-  if not img then errors.raise(errors.FAILED, "run: %s", damaged or "no such image: " .. o.image) end
+  if not img then
+    errors.raise(errors.FAILED, "run: %s", damaged or "no such image: " .. errors.quote(o.image))
+  end
   local n = from_image(o, img)
   n.id = M.new_id()
   n = prepare(n)
+  local detached = (o.detach or (o.tty and o.interactive)) and detached_options(o)
   local command = table.concat(n.cmd, " ")
   local ok, err = pcall(function()
     n.rootfs = container.create(store, { id = n.id, name = o.name, image = img,
@@ -488,7 +499,7 @@ local function run_image(o)
     if errors.is(err) then errors.raise(err.status, "run: %s", err.message) end
     error(err, 0)
   end
-  if o.detach or (o.tty and o.interactive) then return run_detached(store, n, o, img) end
+  if detached then return run_detached(store, n, o, img, detached) end
   n.store = store
   n.own_snapshot = true  -- its writable snapshot: chowned for a user namespace if need be
   local how, code, info

@@ -66,8 +66,14 @@
 -- `field =` in the source from the line of that definition to the line
 -- before the next definition (and is the definition's own line when it is
 -- not found, e.g. for images made in a loop).
+--
+-- A recipe may catch the errors of its words (pcall): it gets copies, so
+-- that what it raises then, changed or not, cannot change the outcome; an
+-- error of its own fails with status 125 at its line. Evaluating it may
+-- take M.limits (256 MiB of memory, 10 s of CPU time) at most.
 local check = require "luactr.check"
 local errors = require "luactr.errors"
+local reference = require "luactr.reference"
 
 local M = {}
 
@@ -190,26 +196,12 @@ end
 
 -- {====== names, references and values
 
-local NAME_PART = "^[a-z0-9]+[a-z0-9._-]*$"
-
--- An image name: lowercase path components, an optional ":tag", and for a
--- store image an optional registry host[:port] first and "@sha256:..." last.
+-- An image name (luactr.reference: Docker's grammar, as `luactr tag`
+-- checks it); with a digest ("@sha256:...") only when it names an image
+-- of the store (`store`), since a recipe's image is named by its tag.
 local function valid_reference(s, store)
-  if type(s) ~= "string" or s == "" or #s > 255 then return false end
-  local rest = s
-  if store then
-    rest = rest:gsub("@sha256:%x+$", function(d) return #d == 72 and "" or d end)
-  end
-  local tag = rest:match(":([%w_][%w_.%-]*)$")
-  if tag and not tag:find("/") then rest = rest:sub(1, #rest - #tag - 1) end
-  local first = true
-  for part in (rest .. "/"):gmatch("(.-)/") do
-    local host = store and first and rest:find("/") and
-      (part:find("[.:]") or part == "localhost") and part:match("^[%w.-]+:?%d*$")
-    if not host and not part:match(NAME_PART) then return false end
-    first = false
-  end
-  return true
+  local r = reference.parse(s)
+  return r ~= nil and (store or not r.digest)
 end
 
 local function valid_name(s)  -- a deployment's or a container's
@@ -413,6 +405,82 @@ local function where(S)
   return 1
 end
 
+-- {------ what a recipe may catch, and what it may use
+
+-- An error that a word raises reaches the recipe as a copy: a table with
+-- its message and status, that prints as the message. The error itself
+-- stays with the loader (S.raised, by copy), so that a recipe that
+-- catches one, changes it and raises it again, or raises anything else,
+-- cannot pass for luactr's verdict: a copy that comes back up is the
+-- error as it was; anything else is the recipe's own error (status 125).
+local COPY = { __tostring = function(c) return tostring(c.message) end, __metatable = false }
+
+local function raise_copy(S, e)
+  local copy = setmetatable({ message = e.message, status = e.status }, COPY)
+  S.raised[copy] = e
+  error(copy, 0)
+end
+
+-- f as the recipe may call it: its luactr errors are raised as copies.
+local function guarded(S, f)
+  return function(...)
+    local r = table.pack(pcall(f, ...))
+    if r[1] then return table.unpack(r, 2, r.n) end
+    if errors.is(r[2]) then raise_copy(S, r[2]) end
+    error(r[2], 0)
+  end
+end
+
+-- What evaluating a recipe may take: memory (beyond what was in use when
+-- it began) and CPU time. Past either, the recipe stops at the line it is
+-- at, with an error it cannot catch: no instruction of its runs any
+-- more. They are checked every CHECK_EVERY instructions, so that one
+-- operation may go past the memory limit before it is seen (a string is
+-- 2 GiB at most); running out of memory is said naming the recipe too.
+M.limits = { memory = 256 * 2 ^ 20, seconds = 10 }
+local CHECK_EVERY = 1000
+
+-- Watches the evaluation of a recipe; returns the function that stops.
+local function watch(S)
+  local old = table.pack(debug.gethook())
+  local max_kb = collectgarbage("count") + M.limits.memory / 1024
+  local deadline = os.clock() + M.limits.seconds
+  local function over()
+    if collectgarbage("count") > max_kb then
+      collectgarbage()  -- garbage does not count
+      if collectgarbage("count") > max_kb then
+        return ("the recipe uses more than %g MiB of memory"):format(M.limits.memory / 2 ^ 20)
+      end
+    end
+    if os.clock() > deadline then
+      return ("the recipe has run for more than %g seconds (a loop that never ends?)")
+        :format(M.limits.seconds)
+    end
+  end
+  local function hook()
+    local info = debug.getinfo(2, "Sl")
+    local recipe = info and info.source == S.chunkname
+    if recipe then S.seen_line = info.currentline end
+    if not S.over then
+      local why = over()
+      if not why then return end
+      S.over = errors.new(errors.FAILED, "%s:%d: %s", S.path, where(S), why)
+      debug.sethook(hook, "", 1)  -- from now on, at each instruction
+    end
+    if recipe then raise_copy(S, S.over) end
+  end
+  debug.sethook(hook, "", CHECK_EVERY)
+  return function()
+    if type(old[1]) == "function" then
+      debug.sethook(old[1], old[2], old[3])
+    else
+      debug.sethook()
+    end
+  end
+end
+
+-- }------
+
 -- An opaque object handed to the recipe (a step, an image, ...); what it
 -- stands for is kept in S.objects. It cannot be changed.
 local function object(S, what, record)
@@ -420,13 +488,13 @@ local function object(S, what, record)
     __name = "luactr " .. what,
     __metatable = false,
     __tostring = function() return what end,
-    __index = function(_, k)
+    __index = guarded(S, function(_, k)
       if k == "name" and record.name then return record.name end
       fail(S.path, where(S), "%s has no field '%s'", what, tostring(k))
-    end,
-    __newindex = function(_, k)
+    end),
+    __newindex = guarded(S, function(_, k)
       fail(S.path, where(S), "%s cannot be changed (field '%s')", what, tostring(k))
-    end,
+    end),
   })
   S.objects[obj] = record
   return obj
@@ -653,14 +721,14 @@ end
 -- table is found at the end. A container's name need only be unique in its
 -- deploy (checked there).
 local function definer(S, kind, list, valid, hint, reusable)
-  return function(name)
+  return guarded(S, function(name)
     local line = where(S)
     if not valid(name) then
       fail(S.path, line, "%s: expected a name (%s), got %s", kind, hint, show(name))
     end
     local def = { kind = kind, name = name, line = line }
     S.defs[#S.defs + 1] = def
-    return function(t)
+    return guarded(S, function(t)
       local l = where(S)
       def.body = true
       if type(t) ~= "table" or S.objects[t] then
@@ -676,8 +744,8 @@ local function definer(S, kind, list, valid, hint, reusable)
       def.items, def.fields, def.odd = split(t)
       list[#list + 1] = def
       return object(S, ("%s '%s'"):format(kind, name), def)
-    end
-  end
+    end)
+  end)
 end
 
 local function environment(S)
@@ -688,7 +756,7 @@ local function environment(S)
     for k, v in pairs(_G[lib]) do env[lib][k] = v end
   end
   env.os = { getenv = os.getenv }
-  local function word_(f) return function(a) return f(S, a) end end
+  local function word_(f) return guarded(S, function(a) return f(S, a) end) end
   env.run, env.copy, env.env = word_(step_run), word_(step_copy), word_(step_env)
   env.workdir, env.user, env.label = word_(step_workdir), word_(step_user), word_(step_label)
   env.debian = word_(word_debian)
@@ -699,12 +767,12 @@ local function environment(S)
     "letters, digits, '.', '_', '-'", true)
   for k, v in pairs(env) do if type(v) == "function" then S.words[v] = k end end
   return setmetatable(env, {
-    __index = function(_, k)
+    __index = guarded(S, function(_, k)
       fail(S.path, where(S), "unknown word '%s'", tostring(k))
-    end,
-    __newindex = function(_, k)
+    end),
+    __newindex = guarded(S, function(_, k)
       fail(S.path, where(S), "assignment to global '%s' (use local)", tostring(k))
-    end,
+    end),
     __metatable = false,
   })
 end
@@ -750,23 +818,34 @@ local function check_fields(S, def, fields, label)
 end
 
 -- The steps of an image: its array items, a plain table of steps counting
--- as its steps in order (a list a recipe reuses).
-local function collect_steps(S, def, items, out, seen)
-  for i, item in ipairs(items) do
+-- as its steps in order (a list a recipe reuses). Lists may be nested as
+-- deep as a recipe builds them ({ list, step } again and again): they are
+-- walked with a stack of their own, not by recursion.
+local function collect_steps(S, def, items)
+  local out, within = {}, {}
+  local stack = { { items = items, i = 0 } }
+  while #stack > 0 do
+    local top = stack[#stack]
+    top.i = top.i + 1
+    local item = top.items[top.i]
     local rec = S.objects[item]
-    if rec and rec.text then
+    if top.i > #top.items then
+      stack[#stack] = nil
+      if top.list then within[top.list] = nil end
+    elseif rec and rec.text then
       rec.used = true
       out[#out + 1] = rec
     elseif type(item) == "table" and not rec then
-      if seen[item] then fail(S.path, def.line, "image '%s': a list of steps contains itself", def.name) end
-      seen[item] = true
-      collect_steps(S, def, (split(item)), out, seen)
-      seen[item] = nil
+      if within[item] then
+        fail(S.path, def.line, "image '%s': a list of steps contains itself", def.name)
+      end
+      within[item] = true
+      stack[#stack + 1] = { items = (split(item)), i = 0, list = item }
     elseif item ~= false then
       local what = rec and tostring(item) or S.words[item] and ("the word '%s' (not called)"):format(S.words[item])
         or show(item)
       fail(S.path, def.line, "image '%s': item %d is %s, not a step (run, copy, env, workdir, user, label)",
-        def.name, i, what)
+        def.name, top.i, what)
     end
   end
   return out
@@ -812,7 +891,7 @@ local function plan_image(S, def)
     fail(S.path, img.from_line, "%s: from: expected \"scratch\", an image, an image name or debian \"suite\", got %s",
       label, rec and tostring(from) or show(from))
   end
-  for i, s in ipairs(collect_steps(S, def, def.items, {}, {})) do img.steps[i] = plan_step(s) end
+  for i, s in ipairs(collect_steps(S, def, def.items)) do img.steps[i] = plan_step(s) end
   -- settings
   local c = img.config
   for _, k in ipairs({ "cmd", "entrypoint" }) do
@@ -964,6 +1043,7 @@ function M.load_string(text, path)
   local S = {
     path = path, chunkname = "@" .. path, file = file, dir = file:match("^(.*)/[^/]*$"),
     lines = {}, objects = setmetatable({}, { __mode = "k" }), words = {},
+    raised = setmetatable({}, { __mode = "k" }),
     defs = {}, images = {}, deploys = {}, containers = {}, steps = {},
   }
   if S.dir == "" then S.dir = "/" end
@@ -976,21 +1056,38 @@ function M.load_string(text, path)
     if msg:sub(1, #short + 1) == short .. ":" then return path .. msg:sub(#short + 1) end
     return msg
   end
-  local chunk, err = load(text, S.chunkname, "t", environment(S))
+  -- in a pcall: a message handler of the caller's (a traceback) would
+  -- be added to an error of the parser that is not a syntax error
+  local loaded, chunk, err = pcall(load, text, S.chunkname, "t", environment(S))
+  if not loaded then chunk, err = nil, chunk end
   if not chunk then
-    if not err:find("^" .. short:gsub("%p", "%%%0") .. ":%d+:") then err = path .. ":1: " .. err end
+    if err == "C stack overflow" then err = err .. " (the recipe nests too deeply)" end
+    if not err:find("^" .. short:gsub("%p", "%%%0") .. ":%d+:") then err = path .. ": " .. err end
     errors.raise(errors.FAILED, "%s", whole(err))
   end
+  local at_line = "^" .. path:gsub("%p", "%%%0") .. ":%d+:"
+  local stop = watch(S)
   local ok, e = xpcall(chunk, function(e)
-    if errors.is(e) then return e end
-    local msg = type(e) == "string" and whole(e) or ("error object is a %s value"):format(type(e))
-    if not msg:find("^" .. path:gsub("%p", "%%%0") .. ":%d+:") then
+    -- the error of a word; the recipe's own, whatever it is, is a failure
+    if S.raised[e] then return S.raised[e] end
+    local msg = type(e) == "string" and whole(e) or errors.is(e) and e.message
+      or ("error object is a %s value"):format(type(e))
+    if not msg:find(at_line) then
       msg = ("%s:%d: %s"):format(path, where(S), msg)
     end
     return msg
   end)
+  stop()
+  if S.over then error(S.over, 0) end
   if not ok then
     if errors.is(e) then error(e, 0) end
+    if e == "not enough memory" then
+      -- past the message handler (Lua calls none for it): no line is known
+      e = ("%s: not enough memory to evaluate the recipe%s"):format(path,
+        S.seen_line and (" (last seen at line %d)"):format(S.seen_line) or "")
+    elseif not tostring(e):find(at_line) then
+      e = ("%s: %s"):format(path, tostring(e))
+    end
     errors.raise(errors.FAILED, "%s", e)
   end
   return make_plan(S)

@@ -33,6 +33,7 @@ local check = require "luactr.check"
 local core = require "luactr.core"
 local errors = require "luactr.errors"
 local json = require "luactr.json"
+local reference = require "luactr.reference"
 
 local fs, btrfs, mount = core.fs, core.btrfs, core.mount
 local E = core.sys.errno
@@ -689,21 +690,45 @@ end
 
 -- {====== images ======
 
--- Splits "name[:tag]" into its parts; the tag defaults to "latest".
+-- Splits a reference "name[:tag]" into its parts (Docker's grammar, see
+-- luactr.reference); the tag defaults to "latest". Raises when it is no
+-- valid reference, or has a digest (the store keeps images by name:tag).
 function M.parse_ref(ref)
-  local name, tag = ref:match("^(.-):([%w][%w_.%-]*)$")
-  if not name or name:find("/", 1, true) and tag:find("/", 1, true) then
-    name, tag = ref, "latest"
+  local r, why = reference.parse(ref)
+  if not r then fail("invalid reference %s: %s", errors.quote(ref), why) end
+  if r.digest then
+    fail("%s: the store names images by name:tag, not by digest", errors.quote(ref))
   end
-  if name == "" or not name:match("^[%w][%w_.%-/]*$") then
-    fail("invalid image name '%s'", ref)
-  end
-  return name, tag
+  return r.name, r.tag or "latest"
 end
 
-local function ref_file(self, ref)
-  local name, tag = M.parse_ref(ref)
-  return ("%s/images/%s:%s.json"):format(self.dir, name:gsub("/", "%%2F"), tag), name .. ":" .. tag
+-- What an older luactr let `tag` make (uppercase, "a..b", ...): such an
+-- image can still be looked up, run and removed, but none is made now.
+local function old_name(ref)
+  local name, tag = ref:match("^(.-):([%w][%w_.%-]*)$")
+  if not name then name, tag = ref, "latest" end
+  if name:match("^[%w][%w_.%-/]*$") then return name, tag end
+end
+
+local function image_file(self, name, tag)
+  return ("%s/images/%s:%s.json"):format(self.dir, name:gsub("/", "%%2F"), tag)
+end
+
+-- ref_file(ref, [lookup]) -> path, full name; raises when `ref` is no
+-- valid reference. A lookup raises not: it finds the image of an old
+-- name (old_name) that is there, and else nothing (nil) by a digest or a
+-- reference that is not one.
+local function ref_file(self, ref, lookup)
+  local r = reference.parse(ref)
+  local name, tag
+  if r and not r.digest or not lookup then
+    name, tag = M.parse_ref(ref)  -- raises when it is no reference
+  elseif not r and type(ref) == "string" then
+    name, tag = old_name(ref)
+    if name and not exists(image_file(self, name, tag)) then name = nil end
+  end
+  if not name then return nil end
+  return image_file(self, name, tag), name .. ":" .. tag
 end
 
 -- What an image's json may hold: the fields of an OCI image config that
@@ -751,13 +776,13 @@ end
 -- image_entry(ref) -> the image (as image gives it), a damaged entry
 -- (see read_image: images lists it, rmi removes it), or nil.
 function Store:image_entry(ref)
-  local path, full = ref_file(self, ref)
-  local img = read_image(path, full)
+  local path, full = ref_file(self, ref, true)
+  local img = path and read_image(path, full)
   -- a unique prefix of an image id names it too
-  if not img and ref:match("^%x+$") and #ref >= 4 then
+  if not img and type(ref) == "string" and ref:match("^%x+$") and #ref >= 4 then
     for _, entry in ipairs(self:images()) do
       if entry.id:sub(1, #ref) == ref then
-        if img and img.id ~= entry.id then fail("image id prefix '%s' is ambiguous", ref) end
+        if img and img.id ~= entry.id then fail("image id prefix %s is ambiguous", errors.quote(ref)) end
         img = entry
       end
     end
@@ -793,10 +818,11 @@ function Store:put_image(ref, config)
 end
 
 function Store:remove_image(ref)
-  local path, full = ref_file(self, ref)
+  local path, full = ref_file(self, ref, true)
+  if not path then fail("no such image: %s", errors.quote(ref)) end
   local ok, err, errno = fs.unlink(path)
   if not ok then
-    if errno == E.ENOENT then fail("no such image: %s", ref) end
+    if errno == E.ENOENT then fail("no such image: %s", errors.quote(ref)) end
     fail("remove %s: %s", full, err)
   end
 end
@@ -809,8 +835,8 @@ function Store:images()
     local ref = file:match("^(.*)%.json$")
     if ref and file:sub(1, 1) ~= "." then
       ref = ref:gsub("%%2F", "/")
-      local ok, path, full = pcall(ref_file, self, ref)
-      local img = ok and read_image(path, full)
+      local path, full = ref_file(self, ref, true)
+      local img = path and read_image(path, full)
       if img then list[#list + 1] = img end
     end
   end
