@@ -102,6 +102,7 @@ typedef struct spec {
   int errfd, sockfd;
   int stagefd;                   /* the sealed copy of luactr-stage */
   int filterfd;                  /* the seccomp filters for it, or -1 */
+  int barrier;                   /* --init: ends when PID 1 is the stage */
   sigset_t childmask;            /* the mask the command starts with */
 } spec;
 
@@ -715,8 +716,13 @@ exec_stage(const spec *s, const char *mode, const char *flags) {
 /* --init: PID 1 becomes the stage's init, the parent of `child` (the
 ** command, forked already), as "luactr-init PID" (what ps shows), with the
 ** seccomp filters on fd 3 when there are any. Its error pipe closes on
-** this exec: the command's exec alone ends it. */
-static void __attribute__((noreturn)) exec_init(const spec *s, pid_t child) {
+** this exec: the command's exec alone ends it; so does `barrier`, which
+** the command waits on. */
+static void __attribute__((noreturn))
+exec_init(const spec *s, pid_t child, int barrier) {
+  /* fd 3 is the filters' from here: what else is there moves */
+  if (barrier == 3 && fcntl(3, F_DUPFD_CLOEXEC, 4) < 0)
+    die(s, "fcntl", "init barrier");
   int stage = s->stagefd;
   if (stage == 3 && (stage = fcntl(3, F_DUPFD_CLOEXEC, 4)) < 0)
     die(s, "fcntl", "luactr-stage");
@@ -799,6 +805,20 @@ typedef enum { AS_LEADER, UNDER_INIT, JOINING } role;
 ** does; it ends in the stage's exec. */
 static void __attribute__((noreturn))
 finish(const spec *s, int slave, role who) {
+  /* Under --init, PID 1 is a clone of luactr until it has exec'd the
+  ** stage: nothing of the command may run before, or /proc/1/exe would
+  ** be the host's interpreter for it to open. The barrier's other end
+  ** closes on that exec. */
+  if (who == UNDER_INIT) {
+    char c;
+    ssize_t n;
+    do
+      n = read(s->barrier, &c, 1);
+    while (n < 0 && errno == EINTR);
+    if (n != 0)
+      die(s, "wait for", "the init");
+    close(s->barrier);
+  }
   if (who == AS_LEADER && setsid() < 0)
     die(s, "setsid", NULL);
   if (slave >= 0) {
@@ -999,21 +1019,28 @@ static void __attribute__((noreturn)) child_main(spec *s) {
     die(s, "setsid", NULL);
   if (slave >= 0 && ioctl(slave, TIOCSCTTY, 0) < 0)
     die(s, "ioctl TIOCSCTTY", "console");
+  int barrier[2];
+  if (pipe2(barrier, O_CLOEXEC) < 0)
+    die(s, "pipe", "init");
   pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
   if (pid < 0)
     die(s, "fork", "init");
-  if (pid == 0)
+  if (pid == 0) {
+    close(barrier[1]);
+    s->barrier = barrier[0];
     finish(s, slave, UNDER_INIT);
+  }
+  close(barrier[0]);
   /* Become the stage's init: exec keeps the child and the blocked mask,
   ** and leaves no copy of luactr's memory (or command line) behind. The
   ** init runs as the command's user, confined as it is (Docker's init
   ** does too), so it can signal the command and do nothing more. */
   become_user(s);
-  int keep[] = {s->stagefd, s->filterfd};
-  if (close_others(keep, 2) < 0)
+  int keep[] = {s->stagefd, s->filterfd, barrier[1]};
+  if (close_others(keep, 3) < 0)
     die(s, "close_range", NULL);
   lock_down(s);
-  exec_init(s, pid);
+  exec_init(s, pid, barrier[1]);
 }
 
 /* Join mode (exec): a process that enters a running container instead of
@@ -1329,7 +1356,7 @@ static int l_spawn(lua_State *L) {
   spec s;
   parse_spec(L, &s);
   int errp[2] = {-1, -1}, sockp[2] = {-1, -1}, syncp[2] = {-1, -1};
-  s.stagefd = s.filterfd = s.targetfd = -1;
+  s.stagefd = s.filterfd = s.targetfd = s.barrier = -1;
   for (int i = 0; i < s.ncgroups; i++)
     s.cgfds[i] = -1;
   process *p = lua_newuserdatauv(L, sizeof *p, 0);

@@ -83,6 +83,14 @@ describe("the runtime's binary #root", function()
     assert.matches("^/memfd:luactr%-stage", exe)
     assert.are_not.equal("0", status)
     assert.is_falsy(out:find("the host interpreter ran", 1, true))
+    -- from the command's first instruction on: PID 1 became the stage
+    -- before the command could run
+    for _ = 1, 20 do
+      st, out, err = support.sh(("%s run --rootfs %s --init -- readlink /proc/1/exe"):format(
+        support.LUACTR, q(support.rootfs())))
+      assert.are.equal(0, st, err)
+      assert.matches("^/memfd:luactr%-stage", out)
+    end
     -- the copy cannot be written, by root in the container either
     st, out = support.sh(("%s run --rootfs %s --init -- sh -c %s"):format(support.LUACTR,
       q(interpreter_rootfs()), q("echo x >> /proc/1/exe && echo written")))

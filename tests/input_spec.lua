@@ -77,7 +77,7 @@ image "x" { from = "scratch", steps, run "true" }
     assert.matches("%[1/1%] RUN true\n", out)
   end)
 
-  it("that uses too much memory stops at its line", function()
+  it("that uses too much memory stops at its line #rlimit", function()
     local path = recipe_file('local t = {}\nwhile true do t[#t + 1] = ("x"):rep(100000) .. #t end\n')
     -- at most 2 GiB: without the limit it would end out of memory
     local st, _, err = support.sh("ulimit -v 2097152; " .. support.LUACTR .. " build --dry-run " .. q(path))
@@ -85,7 +85,7 @@ image "x" { from = "scratch", steps, run "true" }
     assert.are.equal(("luactr: %s:2: the recipe uses more than 256 MiB of memory\n"):format(path), err)
   end)
 
-  it("that runs out of memory is said naming the recipe", function()
+  it("that runs out of memory is said naming the recipe #rlimit", function()
     local path = recipe_file('local t = {}\n\nwhile true do t[#t + 1] = ("x"):rep(100000) .. #t end\n')
     local st, _, err = support.sh("ulimit -v 150000; " .. support.LUACTR .. " build --dry-run " .. q(path))
     assert.are.equal(125, st)

@@ -105,14 +105,13 @@ end
 -- (container.exit_record, when there is one) is as good as the state.
 local function recorded(s, id, st)
   local deadline = monotonic() + RECORD_WAIT
-  while monotonic() < deadline do
-    local now = s:read_state(id)
-    if not now then return nil end
-    if not running(now) or now.pid ~= st.pid or not recorder_alive(now) then break end
-    if now.monitor and container.exit_record and container.exit_record(s, id) then break end
+  local now = M.state(s, id)
+  -- running, with its PID 1 gone: its recorder is at it (container.state)
+  while now and running(now) and now.pid == st.pid and monotonic() < deadline do
     sleep(0.01)
+    now = M.state(s, id)
   end
-  return M.state(s, id)
+  return now
 end
 
 -- The container's cgroup, from its state; nil when it has none.
