@@ -24,7 +24,7 @@ HDR     = $(wildcard src/*.h)
 CORE    = $(BUILD)/luactr/core.so
 STAGE   = $(BUILD)/luactr/stage
 MONITOR = $(BUILD)/luactr/monitor
-LUASRC  = $(wildcard lua/luactr/*.lua)
+LUASRC  = $(wildcard lua/luactr/*.lua lua/luactr/*/*.lua)
 LUAC    ?= luac5.4
 # the modules precompiled, for bin/luactr run in place (see bin/luactr)
 LUABC   = $(patsubst lua/%,$(BUILD)/lua/%,$(LUASRC))
@@ -99,8 +99,10 @@ RUN_LIBDIR ?= $(LIBDIR)
 install: all
 	@case "$(LUA_BIN)" in /*) ;; *) echo "install: no Lua interpreter '$(LUA)' found (give LUA=/path/to/lua5.4)" >&2; exit 1;; esac
 	@$(LUA_BIN) -e 'if _VERSION < "Lua 5.4" then io.stderr:write("install: luactr needs Lua 5.4, $(LUA_BIN) is ", _VERSION, "\n") os.exit(1) end'
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LUADIR)/luactr $(DESTDIR)$(LIBDIR)/luactr
-	install -m 0644 $(LUASRC) $(DESTDIR)$(LUADIR)/luactr/
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/luactr
+	for f in $(patsubst lua/%,%,$(LUASRC)); do \
+	  install -D -m 0644 lua/$$f $(DESTDIR)$(LUADIR)/$$f || exit 1; \
+	done
 	install -m 0755 $(CORE) $(DESTDIR)$(LIBDIR)/luactr/core.so
 	install -m 0755 $(STAGE) $(DESTDIR)$(LIBDIR)/luactr/stage
 	install -m 0755 $(MONITOR) $(DESTDIR)$(LIBDIR)/luactr/monitor

@@ -114,8 +114,8 @@ local function make_bundle(bundle, rootfs, limit_opts, cgroups_path)
     { uid = 0, gid = 0, additionalGids = {}, home = "/root" })
   if spec.linux.resources then die("the spec has linux.resources; the bench wants none") end
   if limit_opts then  -- as luactr.run makes them (luactr.init's prepare)
-    spec.linux.resources = require("luactr.cgroup").resources(limit_opts)
-    spec.linux.resources.devices = select(2, require("luactr.devices").prepare({}))
+    spec.linux.resources = require("luactr.runtime.cgroup").resources(limit_opts)
+    spec.linux.resources.devices = select(2, require("luactr.spec.devices").prepare({}))
     spec.linux.cgroupsPath = cgroups_path
   end
   spec.root.path = rootfs
@@ -407,7 +407,7 @@ local function inside(tmp, host_ns)
   end
   -- luactr's own cgroup over each v1 mount point that shows more: crun
   -- (see limits()) then makes its cgroups beneath it, as luactr does
-  for _, e in pairs(require("luactr.cgroup").detect().controllers) do
+  for _, e in pairs(require("luactr.runtime.cgroup").detect().controllers) do
     if e.version == 1 and e.dir ~= e.mount then must({ "mount", "--bind", e.dir, e.mount }) end
   end
 

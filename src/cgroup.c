@@ -2,7 +2,7 @@
 ** cgroup.c -- core.cgroup: the cgroup folders of containers, v1 and v2.
 **
 ** Mechanism only. Which folders, which files and which values is policy
-** and lives in luactr.cgroup; every function here takes a folder and does
+** and lives in luactr.runtime.cgroup; every function here takes a folder and does
 ** one thing to it. What is here rather than in Lua: a write that is one
 ** write(2) on a file that must already exist (cgroupfs takes a value in
 ** one piece, and a missing file means a missing controller, never a file

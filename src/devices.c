@@ -11,9 +11,9 @@
 **   attached to its folder. The program is assembled here from the
 **   rules by hand (as crun's ebpf.c and systemd do: no libbpf), loaded
 **   with bpf(2) and attached to a folder. On v1 the same rules are
-**   lines written to devices.deny and devices.allow, by luactr.cgroup.
+**   lines written to devices.deny and devices.allow, by luactr.runtime.cgroup.
 **
-** Which rules a container gets is policy, in luactr.devices.
+** Which rules a container gets is policy, in luactr.spec.devices.
 */
 #define _GNU_SOURCE
 #include <errno.h>

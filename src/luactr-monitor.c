@@ -420,7 +420,7 @@ static unsigned long long start_time(long pid) {
   return p ? strtoull(p, NULL, 10) : 0;
 }
 
-/* Does a `stopping` marker stop the container (luactr.container's
+/* Does a `stopping` marker stop the container (luactr.runtime.containers's
 ** mark_stopping)? An empty one is final. "PID START" is a stop still at
 ** work: it counts only while that process lives, so that a stop killed
 ** before it was done does not keep the restart policy from its work. */

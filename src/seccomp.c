@@ -6,7 +6,7 @@
 ** the seccomp(2) system call alone (lx_seccomp_load), which is
 ** async-signal-safe where libseccomp's own seccomp_load is not (it
 ** allocates). The profile is the plain OCI form: Docker's includes and
-** excludes are resolved by the Lua layer (luactr.seccomp) beforehand.
+** excludes are resolved by the Lua layer (luactr.spec.seccomp) beforehand.
 **
 ** libseccomp takes milliseconds to compile Docker's profile, every start.
 ** So compiled filters can be kept in a folder, a file per profile, named
@@ -917,7 +917,7 @@ static int l_compile(lua_State *L) {
 /* seccomp.cache([folder])
 ** Keeps compiled filters in `folder` (made, private, when first written)
 ** for every later compile in this Lua state, spawn's included; with no
-** folder, compiles every time. The folder is policy: luactr.seccomp
+** folder, compiles every time. The folder is policy: luactr.spec.seccomp
 ** chooses it. */
 static int l_cache(lua_State *L) {
   const char *dir = luaL_optstring(L, 1, NULL);

@@ -330,7 +330,7 @@ static const char *idmap(lua_State *L, int idx, const char *key,
 }
 
 static void parse_linux(lua_State *L, int idx, spec *s) {
-  /* resources and cgroupsPath are applied before spawn, by luactr.cgroup */
+  /* resources and cgroupsPath are applied before spawn, by luactr.runtime.cgroup */
   static const char *const known[] = {"namespaces", "maskedPaths",
                                       "readonlyPaths", "rootfsPropagation",
                                       "seccomp", "resources", "cgroupsPath",
@@ -836,7 +836,7 @@ finish(const spec *s, int slave, role who) {
     if (slave > 2)
       close(slave);
   } else if (s->stdio[1] >= 0) {
-    /* pipes a monitor holds the other ends of (luactr.monitor); no
+    /* pipes a monitor holds the other ends of (luactr.runtime.monitor); no
     ** stdin pipe: /dev/null */
     int in = s->stdio[0] >= 0 ? s->stdio[0]
                               : open("/dev/null", O_RDONLY | O_CLOEXEC);

@@ -156,7 +156,7 @@ static int l_getpid(lua_State *L) {
   return 1;
 }
 
-/* {====== the monitor handoff (see luactr.monitor) ====== */
+/* {====== the monitor handoff (see luactr.runtime.monitor) ====== */
 
 /* sys.fork() -> 0 in the child, the child's pid in the parent
 ** | nil, err, errno */

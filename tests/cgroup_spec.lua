@@ -3,7 +3,7 @@
 -- left once it is gone. The v2 files are checked on a fake cgroupfs tree;
 -- this host's v1 hierarchies for real (#root).
 local support = require "support"
-local cgroup = require "luactr.cgroup"
+local cgroup = require "luactr.runtime.cgroup"
 local core = require "luactr.core"
 local json = require "luactr.json"
 
@@ -41,7 +41,7 @@ local function raised(f, ...)
   return tostring(e)
 end
 
-describe("luactr.cgroup", function()
+describe("luactr.runtime.cgroup", function()
   describe("sizes and run options", function()
     it("reads sizes as Docker does", function()
       assert.are.equal(512 * 1024, cgroup.size("512k"))

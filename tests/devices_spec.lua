@@ -6,8 +6,8 @@
 -- the test (#root).
 local support = require "support"
 local core = require "luactr.core"
-local devices = require "luactr.devices"
-local cgroup = require "luactr.cgroup"
+local devices = require "luactr.spec.devices"
+local cgroup = require "luactr.runtime.cgroup"
 
 local q = support.q
 
@@ -18,7 +18,7 @@ local function raised(f, ...)
   return type(e) == "table" and e.message or tostring(e)
 end
 
-describe("luactr.devices", function()
+describe("luactr.spec.devices", function()
   it("reads Docker's --device HOST[:CONTAINER][:PERMISSIONS]", function()
     assert.are.same({ host = "/dev/sdb", path = "/dev/sdb", access = "rwm" }, devices.parse("/dev/sdb"))
     assert.are.same({ host = "/dev/sdb", path = "/dev/xvdc", access = "rwm" }, devices.parse("/dev/sdb:/dev/xvdc"))
@@ -79,7 +79,7 @@ describe("luactr.devices", function()
 end)
 
 describe("a recipe's devices", function()
-  local recipe = require "luactr.recipe"
+  local recipe = require "luactr.build.recipe"
   local INLINE = support.TOP .. "/tests/recipes/inline.lua"
   local function container(field)
     return recipe.load_string('deploy "d" {\n  container "web" {\n    image = "busybox",\n'

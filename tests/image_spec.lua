@@ -432,7 +432,7 @@ image "ep" {
 local luactr = require "luactr"
 local built = luactr.build("recipes/hello.lua", { out = io.open("/dev/null", "w") })
 print("built", built.hello.id, built.busybox.id)
-local plan = require("luactr.recipe").load("recipes/hello.lua")
+local plan = require("luactr.build.recipe").load("recipes/hello.lua")
 print("again", luactr.build(plan, { out = io.open("/dev/null", "w") }).hello.id)
 for _, img in ipairs(luactr.images()) do print("image", img.ref, img.id) end
 print("run", luactr.run{ image = "hello", cmd = { "sh", "-c", "exit 5" }, rm = true })

@@ -102,7 +102,7 @@ end
 ]])
     -- the limit is 10 s; 1 s here, through the CLI's own entry point
     local st, _, err = lua(([[
-require("luactr.recipe").limits.seconds = 1
+require("luactr.build.recipe").limits.seconds = 1
 os.exit(require("luactr.cli").main({ "build", "--dry-run", %q }))
 ]]):format(path), "timeout 60")
     assert.are.equal(125, st)
@@ -145,7 +145,7 @@ describe("the command line", function()
 
   -- A bug: the store fails as no luactr error does.
   local FAILING_STORE = [[
-package.loaded["luactr.store"] = { open = function() local t = nil; return t.x end }
+package.loaded["luactr.storage"] = { open = function() local t = nil; return t.x end }
 os.exit(require("luactr.cli").main({ "info" }))
 ]]
 
@@ -294,10 +294,10 @@ describe("bad input #root", function()
     assert.are.equal(0, (root.luactr("rm keep")))
     -- the run's lookup, then rmi, then the run makes its container
     local st, out, err = lua(([[
-local store = require("luactr.store").open()
+local store = require("luactr.storage").open()
 local img = store:image("hello")
 assert(os.execute(%q))
-local ok, e = pcall(require("luactr.container").create, store,
+local ok, e = pcall(require("luactr.runtime.containers").create, store,
   { id = require("luactr").new_id(), image = img })
 print(ok, e)
 ]]):format(support.LUACTR .. " rmi hello >/dev/null"), root.env())

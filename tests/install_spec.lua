@@ -126,7 +126,7 @@ describe("make install", function()
     for _, f in ipairs {
       "/bin/luactr",
       "/share/lua/5.4/luactr/init.lua",
-      "/share/lua/5.4/luactr/cli.lua",
+      "/share/lua/5.4/luactr/cli/init.lua",
       "/lib/lua/5.4/luactr/core.so",
       "/lib/lua/5.4/luactr/stage",
     } do

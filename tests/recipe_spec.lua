@@ -1,7 +1,7 @@
--- luactr.recipe: a recipe file read into a plan, and every mistake in one
+-- luactr.build.recipe: a recipe file read into a plan, and every mistake in one
 -- reported with the file, the line and the word at fault. Needs no root and
 -- nothing built.
-local recipe = require "luactr.recipe"
+local recipe = require "luactr.build.recipe"
 local errors = require "luactr.errors"
 
 local function pwd()

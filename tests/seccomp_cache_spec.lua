@@ -4,7 +4,7 @@
 -- again, and the container is filtered all the same.
 local support = require "support"
 local core = require "luactr.core"
-local seccomp = require "luactr.seccomp"
+local seccomp = require "luactr.spec.seccomp"
 local spec = require "luactr.spec"
 
 local q, fs = support.q, core.fs

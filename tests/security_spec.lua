@@ -5,7 +5,7 @@
 local support = require "support"
 local core = require "luactr.core"
 local json = require "luactr.json"
-local seccomp = require "luactr.seccomp"
+local seccomp = require "luactr.spec.seccomp"
 local spec = require "luactr.spec"
 
 local q = support.q
@@ -368,7 +368,7 @@ describe("escape attempts from a default container #root", function()
   end)
 end)
 
-describe("luactr.seccomp", function()
+describe("luactr.spec.seccomp", function()
   local function allowed(profile, name)
     for _, call in ipairs(profile.syscalls) do
       for _, n in ipairs(call.names) do

@@ -3,8 +3,8 @@
 -- test's own, named by LUACTR_SUBUID and LUACTR_SUBGID; the host's are
 -- never touched).
 local support = require "support"
-local userns = require "luactr.userns"
-local recipe = require "luactr.recipe"
+local userns = require "luactr.runtime.userns"
+local recipe = require "luactr.build.recipe"
 
 local q, sh = support.q, support.sh
 

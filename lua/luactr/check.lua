@@ -127,7 +127,7 @@ function M.open_record(fields, required)
   return record(fields, required, true)
 end
 
--- {====== predicates and messages (added for luactr.recipe)
+-- {====== predicates and messages (added for luactr.build.recipe)
 
 -- How a value is named in a message: a string is quoted, anything else is
 -- named by its type ("'srv'", "integer", "table"); a string with control

@@ -7,14 +7,14 @@
 -- Functions raise a luactr error (see luactr.errors) when luactr itself
 -- fails; the container's own outcome is returned like os.execute's.
 local core = require "luactr.core"
-local cgroup = require "luactr.cgroup"
+local cgroup = require "luactr.runtime.cgroup"
 local check = require "luactr.check"
-local devices = require "luactr.devices"
+local devices = require "luactr.spec.devices"
 local errors = require "luactr.errors"
-local seccomp = require "luactr.seccomp"
+local seccomp = require "luactr.spec.seccomp"
 local spec = require "luactr.spec"
-local users = require "luactr.users"
-local userns = require "luactr.userns"
+local users = require "luactr.spec.users"
+local userns = require "luactr.runtime.userns"
 
 local M = {}
 
@@ -36,7 +36,7 @@ local run_options = check.record({
   init = check.boolean,
   tty = check.boolean,
   interactive = check.boolean,
-  -- limits (luactr.cgroup): sizes are bytes or "512k", "64m", "1g"
+  -- limits (luactr.runtime.cgroup): sizes are bytes or "512k", "64m", "1g"
   memory = check.either(check.string, check.integer),
   memory_swap = check.either(check.string, check.integer),
   memory_reservation = check.either(check.string, check.integer),
@@ -56,7 +56,7 @@ local run_options = check.record({
   security_opt = check.array(check.string),
   seccomp = check.either(check.string, check.table),
   no_new_privileges = check.boolean,
-  -- detached (luactr.monitor): the container outlives the call
+  -- detached (luactr.runtime.monitor): the container outlives the call
   detach = check.boolean,
   restart = check.string,       -- no | always | unless-stopped | on-failure[:N]
   log_opt = check.array(check.string),  -- { "max-size=10m", "max-file=3" }
@@ -164,7 +164,7 @@ local function prepare(o)
   return n
 end
 
--- Makes the cgroup of prepared options `o` (luactr.cgroup), with its
+-- Makes the cgroup of prepared options `o` (luactr.runtime.cgroup), with its
 -- limits, having given its folders to `planned`; raises when it cannot.
 local function make_cgroup(o, planned)
   local layout, why = cgroup.detect()
@@ -179,7 +179,7 @@ local function make_cgroup(o, planned)
 end
 
 -- core.spawn; for --userns=remap the files of the root filesystem get
--- owners that make sense inside (luactr.userns.spawn): a container's own
+-- owners that make sense inside (luactr.runtime.userns.spawn): a container's own
 -- snapshot may be chowned for that, a --rootfs folder never.
 local function spawn_container(o, s, opts)
   return userns.spawn(s, opts, o.own_snapshot and o.store:container_dir(o.id) or nil)
@@ -327,9 +327,9 @@ end
 
 -- Connects to the monitor of the container of state `st` (see attach).
 local function connect(store, st, o)
-  local container = require "luactr.container"
+  local container = require "luactr.runtime.containers"
   local tty = st.detached.tty
-  local how, code = core.attach(require("luactr.monitor").socket(store, st.id), {
+  local how, code = core.attach(require("luactr.runtime.monitor").socket(store, st.id), {
     input = o.input ~= false and st.detached.interactive or false,
     tty = tty, raw = tty and core.pty.isatty(0),
     detach_keys = M.detach_keys(o.detach_keys),
@@ -348,8 +348,8 @@ end
 -- (its terminal, with -t) until it ends or the detach keys are typed.
 function M.attach(what, o)
   o = o or {}
-  local store = require("luactr.store").open()
-  local container = require "luactr.container"
+  local store = require("luactr.storage").open()
+  local container = require "luactr.runtime.containers"
   local id = container.find(store, what)
   local st = container.state(store, id)
   if st.status ~= "running" or not st.detached then
@@ -363,10 +363,10 @@ Container.__index = Container
 
 -- container(what) -> a handle on a container (name, id or id prefix)
 -- with the verbs as methods: inspect, attach, start, rm, logs, stats,
--- exec, and those of luactr.control.
+-- exec, and those of luactr.runtime.control.
 function M.container(what)
-  local store = require("luactr.store").open()
-  local id = require("luactr.container").find(store, what)
+  local store = require("luactr.storage").open()
+  local id = require("luactr.runtime.containers").find(store, what)
   return setmetatable({ id = id }, Container)
 end
 
@@ -392,8 +392,8 @@ end
 -- start(container) -> true: starts a created or stopped container,
 -- detached; one running already is left as it is (as Docker does).
 function M.start(what)
-  local store = require("luactr.store").open()
-  local container = require "luactr.container"
+  local store = require("luactr.storage").open()
+  local container = require "luactr.runtime.containers"
   local id = container.find(store, what)
   local st = container.state(store, id)
   local damaged = container.damage(st)
@@ -404,14 +404,14 @@ function M.start(what)
   if not st.detached then
     errors.raise(errors.FAILED, "start: container %s was not run detached (-d)", what)
   end
-  require("luactr.monitor").start(store, id)
+  require("luactr.runtime.monitor").start(store, id)
   return true
 end
 
 -- rm(container, [{ force= }])
 function M.rm(what, o)
-  local store = require("luactr.store").open()
-  local container = require "luactr.container"
+  local store = require("luactr.storage").open()
+  local container = require "luactr.runtime.containers"
   container.remove(store, container.find(store, what), o and o.force)
 end
 
@@ -420,9 +420,9 @@ end
 -- goes there as it comes instead (and o.follow waits for more while the
 -- container runs).
 function M.logs(what, o)
-  local store = require("luactr.store").open()
-  local container = require "luactr.container"
-  return require("luactr.logs").read(store, container.find(store, what), o or {})
+  local store = require("luactr.storage").open()
+  local container = require "luactr.runtime.containers"
+  return require("luactr.runtime.logs").read(store, container.find(store, what), o or {})
 end
 
 -- The settings of a detached run (restart policy, log rotation), its
@@ -460,7 +460,7 @@ local function run_detached(store, n, o, img, d)
     st.stop_signal = img.config and img.config.StopSignal or nil
     store:write_state(n.id, st)
     store:unmount_container(n.id)
-    require("luactr.monitor").start(store, n.id)
+    require("luactr.runtime.monitor").start(store, n.id)
   end)
   if not ok then
     if o.rm then store:remove_container(n.id) end
@@ -479,8 +479,8 @@ local function run_detached(store, n, o, img, d)
 end
 
 local function run_image(o)
-  local store = require("luactr.store").open()
-  local container = require "luactr.container"
+  local store = require("luactr.storage").open()
+  local container = require "luactr.runtime.containers"
   container.reap(store)
   local img, damaged = store:image(o.image)
   if not img then
@@ -530,8 +530,8 @@ end
 -- security_opt (Docker's words), seccomp (a profile table in Docker's
 -- format, a file holding one, or "unconfined"), no_new_privileges
 -- (true by default), userns ("remap": root is an unprivileged host uid
--- of luactr's subuid/subgid range, see luactr.userns; "host": none, the
--- default); limits (the container's cgroup, see luactr.cgroup):
+-- of luactr's subuid/subgid range, see luactr.runtime.userns; "host": none, the
+-- default); limits (the container's cgroup, see luactr.runtime.cgroup):
 -- memory, memory_swap ("-1": unlimited), memory_reservation (sizes:
 -- bytes or "512k", "64m", "1g"), cpus, cpu_shares, cpuset_cpus,
 -- cpuset_mems, pids_limit, blkio_weight, device_read_bps and
@@ -559,23 +559,23 @@ end
 -- exec{ container=, cmd=, env=, user=, workdir=, tty=, interactive=,
 -- privileged= } -> true|nil, "exit"|"signal", code
 -- Runs a command in a running container (name, id or id prefix), in its
--- namespaces and cgroup, confined as its own process is (luactr.exec).
+-- namespaces and cgroup, confined as its own process is (luactr.runtime.exec).
 function M.exec(o)
-  return require("luactr.exec").exec(o)
+  return require("luactr.runtime.exec").exec(o)
 end
 
 -- build(recipe path or plan, [{ no_cache=, only={names}, out=file }])
 -- -> { [image name] = { id=, top= } }
 function M.build(what, o)
   local plan = what
-  if type(what) == "string" then plan = require("luactr.recipe").load(what) end
+  if type(what) == "string" then plan = require("luactr.build.recipe").load(what) end
   return require("luactr.build").build(plan, o)
 end
 
 -- images() -> the store's images (OCI image configs with .ref and .id;
 -- one whose file is damaged is { ref=, id=, damaged = why })
 function M.images()
-  return require("luactr.store").open():images()
+  return require("luactr.storage").open():images()
 end
 
 -- stats(container, [previous]) -> { id=, name=, running=, cpu_percent=,
@@ -585,8 +585,8 @@ end
 -- the CPU % is over the time since `previous` (an earlier result for the
 -- same container), and nil without one. Sizes in bytes.
 function M.stats(what, previous)
-  local store = require("luactr.store").open()
-  local container = require "luactr.container"
+  local store = require("luactr.storage").open()
+  local container = require "luactr.runtime.containers"
   local id = container.find(store, what)
   local st = container.state(store, id)
   local r = { id = id, name = st.name,
@@ -604,50 +604,50 @@ function M.stats(what, previous)
   return r
 end
 
--- {====== containers that exist (luactr.control)
+-- {====== containers that exist (luactr.runtime.control)
 -- Each takes a container's name, full id or unique id prefix.
 
 -- stop(what, [{ timeout = 10, signal = }]) -> state: its stop signal,
 -- then SIGKILL after `timeout` seconds; returns once its exit is recorded.
 function M.stop(what, o)
-  return require("luactr.control").stop(what, o)
+  return require("luactr.runtime.control").stop(what, o)
 end
 
 -- kill(what, [signal]) -> state: a signal ("KILL", "SIGUSR1", 10) to its
 -- PID 1, SIGKILL by default.
 function M.kill(what, signal)
-  return require("luactr.control").kill(what, signal)
+  return require("luactr.runtime.control").kill(what, signal)
 end
 
 -- pause(what) / unpause(what) -> state: its cgroup freezer.
 function M.pause(what)
-  return require("luactr.control").pause(what)
+  return require("luactr.runtime.control").pause(what)
 end
 
 function M.unpause(what)
-  return require("luactr.control").unpause(what)
+  return require("luactr.runtime.control").unpause(what)
 end
 
 -- wait(what) -> exit code | nil: blocks until it has exited.
 function M.wait(what)
-  return require("luactr.control").wait(what)
+  return require("luactr.runtime.control").wait(what)
 end
 
 -- top(what, [ps arguments]) -> { titles = {...}, processes = { {...} } }
 function M.top(what, args)
-  return require("luactr.control").top(what, args)
+  return require("luactr.runtime.control").top(what, args)
 end
 
 -- inspect(what) -> the container in `docker inspect`'s shape (Id, Name,
 -- State, Config, GraphDriver, ...).
 function M.inspect(what)
-  return require("luactr.control").inspect(what)
+  return require("luactr.runtime.control").inspect(what)
 end
 
 -- containers() -> the state of every container, newest first (id, name,
 -- image, status, paused, pid, exit_code, created, started, finished).
 function M.containers()
-  return require("luactr.control").containers()
+  return require("luactr.runtime.control").containers()
 end
 
 -- }======

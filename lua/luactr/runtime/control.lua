@@ -1,4 +1,4 @@
--- luactr.control: what is done to containers that exist — stop, kill,
+-- luactr.runtime.control: what is done to containers that exist — stop, kill,
 -- pause and unpause, wait, top, inspect, and the list of them.
 --
 -- Every function works from the container's state file (pid, pid_start,
@@ -8,8 +8,8 @@
 -- container is named by its name, its full id or a unique id prefix.
 -- Failures raise luactr errors whose message begins with the verb
 -- ("stop: no such container: web").
-local cgroup = require "luactr.cgroup"
-local container = require "luactr.container"
+local cgroup = require "luactr.runtime.cgroup"
+local container = require "luactr.runtime.containers"
 local core = require "luactr.core"
 local errors = require "luactr.errors"
 local json = require "luactr.json"
@@ -28,7 +28,7 @@ local function fail(verb, fmt, ...)
 end
 
 local function open_store()
-  return require("luactr.store").open()
+  return require("luactr.storage").open()
 end
 
 -- find(verb, what) -> store, id: raises "verb: no such container: what".

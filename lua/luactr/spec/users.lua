@@ -1,4 +1,4 @@
--- luactr.users: who the container's process runs as.
+-- luactr.spec.users: who the container's process runs as.
 --
 -- Docker's rules: `user` is "name", "uid", "name:group" or "uid:gid";
 -- names are looked up in the root filesystem's /etc/passwd and /etc/group

@@ -1,4 +1,4 @@
--- luactr.reference: image references, in Docker's grammar (the one of
+-- luactr.image.reference: image references, in Docker's grammar (the one of
 -- distribution/reference, which the OCI distribution spec follows):
 --
 --   reference := name [ ":" tag ] [ "@" digest ]

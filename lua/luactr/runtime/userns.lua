@@ -1,4 +1,4 @@
--- luactr.userns: the id ranges of `--userns=remap`.
+-- luactr.runtime.userns: the id ranges of `--userns=remap`.
 --
 -- Docker's userns-remap, with luactr's own user: container root is mapped
 -- to the first range that /etc/subuid and /etc/subgid give the user

@@ -1,4 +1,4 @@
--- luactr.logs: reading a detached container's log.
+-- luactr.runtime.logs: reading a detached container's log.
 --
 -- Its monitor (src/luactr-monitor.c) writes JSON lines to log.json in the
 -- container's folder, one per line of output, and rotates them by size
@@ -107,7 +107,7 @@ local function reader(path)
 end
 
 local function running(store, id)
-  local st = require("luactr.container").state(store, id)
+  local st = require("luactr.runtime.containers").state(store, id)
   return st and (st.status == "running" or st.status == "paused"
     or st.status == "restarting")
 end

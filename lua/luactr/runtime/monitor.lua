@@ -1,4 +1,4 @@
--- luactr.monitor: detached containers, and the native monitor each has.
+-- luactr.runtime.monitor: detached containers, and the native monitor each has.
 --
 -- The handoff (DESIGN.md): the CLI forks; the child spawns the container
 -- (so the container is its child), records it running, and execs the
@@ -12,8 +12,8 @@
 -- or to start the container again in place when its restart policy says
 -- so — the process that restarts it execs a new monitor, so a restarted
 -- container's monitor keeps its pid.
-local cgroup = require "luactr.cgroup"
-local container = require "luactr.container"
+local cgroup = require "luactr.runtime.cgroup"
+local container = require "luactr.runtime.containers"
 local core = require "luactr.core"
 local errors = require "luactr.errors"
 
@@ -68,7 +68,7 @@ end
 local function handler_code(id)
   sys.setenv("LUA_PATH_5_4", absolute(package.path))
   sys.setenv("LUA_CPATH_5_4", absolute(package.cpath))
-  return ("require'luactr.monitor'.handle'%s'"):format(id)
+  return ("require'luactr.runtime.monitor'.handle'%s'"):format(id)
 end
 
 local function closeall(list)
@@ -96,9 +96,9 @@ local function become_monitor(store, st, ready, restarts)
     mine.stderr, theirs.stderr = must("pipe", sys.pipe())
     stdio = { theirs.stdin or -1, theirs.stdout, theirs.stderr }
   end
-  require("luactr.seccomp").use_cache()  -- as run's
-  -- (luactr.userns: with --userns=remap, the root's owners)
-  local proc, err, errno, step = require("luactr.userns").spawn(s, {
+  require("luactr.spec.seccomp").use_cache()  -- as run's
+  -- (luactr.runtime.userns: with --userns=remap, the root's owners)
+  local proc, err, errno, step = require("luactr.runtime.userns").spawn(s, {
     init = d.init,
     stdio = stdio,
     die_with_parent = true,
@@ -230,7 +230,7 @@ function M.handle(id)
   local restarts = tonumber(os.getenv("LUACTR_MONITOR_RESTARTS")) or 0
   sys.setenv("LUACTR_MONITOR_EVENT", nil)
   sys.setenv("LUACTR_MONITOR_RESTARTS", nil)
-  local store = require("luactr.store").open()
+  local store = require("luactr.storage").open()
   record_exit(store, id, event)
   -- a `stop` that came while the monitor handed over still wins
   if event == "restart" and container.stopping(store, id) then

@@ -1,4 +1,4 @@
--- luactr.recipe: reading a recipe into a plan.
+-- luactr.build.recipe: reading a recipe into a plan.
 --
 --   local plan = recipe.load("recipes/hello.lua")
 --   io.write(recipe.format(plan))
@@ -73,7 +73,7 @@
 -- take M.limits (256 MiB of memory, 10 s of CPU time) at most.
 local check = require "luactr.check"
 local errors = require "luactr.errors"
-local reference = require "luactr.reference"
+local reference = require "luactr.image.reference"
 
 local M = {}
 
@@ -196,7 +196,7 @@ end
 
 -- {====== names, references and values
 
--- An image name (luactr.reference: Docker's grammar, as `luactr tag`
+-- An image name (luactr.image.reference: Docker's grammar, as `luactr tag`
 -- checks it); with a digest ("@sha256:...") only when it names an image
 -- of the store (`store`), since a recipe's image is named by its tag.
 local function valid_reference(s, store)
@@ -363,9 +363,9 @@ local IMAGE_FIELDS = {
   stop_signal = check.satisfies(signal_name, "a signal ('SIGTERM' or 15)"),
 }
 
--- A --device string (luactr.devices.parse): HOST[:CONTAINER][:rwm].
+-- A --device string (luactr.spec.devices.parse): HOST[:CONTAINER][:rwm].
 local function device_spec(v)
-  return type(v) == "string" and pcall(require("luactr.devices").parse, v)
+  return type(v) == "string" and pcall(require("luactr.spec.devices").parse, v)
 end
 
 local CONTAINER_FIELDS = {

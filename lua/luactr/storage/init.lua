@@ -1,4 +1,4 @@
--- luactr.store: the copy-on-write store of layers, images and containers.
+-- luactr.storage: the copy-on-write store of layers, images and containers.
 --
 --   ROOT/                  LUACTR_ROOT, /var/lib/luactr by default
 --     store.img            a sparse btrfs image, when ROOT is not on btrfs
@@ -33,7 +33,7 @@ local check = require "luactr.check"
 local core = require "luactr.core"
 local errors = require "luactr.errors"
 local json = require "luactr.json"
-local reference = require "luactr.reference"
+local reference = require "luactr.image.reference"
 
 local fs, btrfs, mount = core.fs, core.btrfs, core.mount
 local E = core.sys.errno
@@ -691,7 +691,7 @@ end
 -- {====== images ======
 
 -- Splits a reference "name[:tag]" into its parts (Docker's grammar, see
--- luactr.reference); the tag defaults to "latest". Raises when it is no
+-- luactr.image.reference); the tag defaults to "latest". Raises when it is no
 -- valid reference, or has a digest (the store keeps images by name:tag).
 function M.parse_ref(ref)
   local r, why = reference.parse(ref)
@@ -937,7 +937,7 @@ function Store:containers()
   return list
 end
 
--- What a container's state.json may hold (luactr.container writes it):
+-- What a container's state.json may hold (luactr.runtime.containers writes it):
 -- every field luactr reads, with its type; other fields are let through.
 local positive = check.all(check.integer, check.satisfies(function(n) return n > 0 end, "a pid"))
 local STATE = {

@@ -10,7 +10,7 @@ local core = require "luactr.core"
 local errors = require "luactr.errors"
 local json = require "luactr.json"
 local spec = require "luactr.spec"
-local users = require "luactr.users"
+local users = require "luactr.spec.users"
 
 local fs, digest = core.fs, core.digest
 
@@ -538,7 +538,7 @@ end
 function M.build(plan, o)
   o = o or {}
   o.out = o.out or io.stderr
-  local store = o.store or require("luactr.store").open()
+  local store = o.store or require("luactr.storage").open()
   -- no layer is pruned (rmi) while this build looks up and makes layers
   -- that no image uses yet
   local hold <close> = store:hold_layers()

@@ -6,7 +6,7 @@
 -- and which crun or runc could run unchanged.
 local errors = require "luactr.errors"
 local json = require "luactr.json"
-local seccomp = require "luactr.seccomp"
+local seccomp = require "luactr.spec.seccomp"
 
 local M = {}
 
@@ -181,7 +181,7 @@ local function privileged_mounts()
 end
 
 -- A user namespace for --userns=remap: o.uid_mappings and o.gid_mappings
--- (from luactr.userns) map container root onto luactr's subordinate ids.
+-- (from luactr.runtime.userns) map container root onto luactr's subordinate ids.
 -- Without a network namespace of its own (--network host, owned by the
 -- host's user namespace) the kernel refuses a new sysfs: the host's /sys
 -- is bound read-only instead, as runc and crun do.
@@ -201,7 +201,7 @@ local function remap(spec, o)
 end
 
 -- build(o, user) -> spec
--- `o`: validated run options; `user`: from luactr.users.resolve.
+-- `o`: validated run options; `user`: from luactr.spec.users.resolve.
 -- Confinement: Docker's capabilities (o.privileged, o.cap_add,
 -- o.cap_drop), no_new_privs unless o.no_new_privileges is false, and a
 -- seccomp profile, o.seccomp (a profile table or "unconfined"; Docker's
@@ -232,7 +232,7 @@ function M.build(o, user)
       readonlyPaths = M.READONLY_PATHS,
     },
   }
-  spec.linux.devices = o.device_nodes  -- beside the default nodes (luactr.devices)
+  spec.linux.devices = o.device_nodes  -- beside the default nodes (luactr.spec.devices)
   if o.uid_mappings then remap(spec, o) end
   if o.device_binds then
     local mounts = {}

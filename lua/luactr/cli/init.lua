@@ -318,9 +318,9 @@ function verbs.exec(args)
   local name = table.remove(rest, 1)
   if not name then fail("exec: give a container and a command") end
   if #rest == 0 then fail("exec: no command given") end
-  -- luactr.exec itself, not the whole of require "luactr": an exec's
+  -- luactr.runtime.exec itself, not the whole of require "luactr": an exec's
   -- latency is the point of it (issue 5: at most crun exec's)
-  local ok, how, code = require("luactr.exec").exec{
+  local ok, how, code = require("luactr.runtime.exec").exec{
     container = name, cmd = rest, env = environment(o.env),
     user = o.user, workdir = o.workdir, tty = o.tty,
     interactive = o.interactive, privileged = o.privileged,
@@ -330,7 +330,7 @@ function verbs.exec(args)
 end
 
 local function store()
-  return require("luactr.store").open()
+  return require("luactr.storage").open()
 end
 
 local function out(fmt, ...)
@@ -398,7 +398,7 @@ function verbs.build(args)
     return 0
   end
   if #rest == 0 then fail("build: give a recipe (see 'luactr build --help')") end
-  local recipe = require "luactr.recipe"
+  local recipe = require "luactr.build.recipe"
   local plan = recipe.load(rest[1])
   if o.dry_run then
     io.stdout:write(recipe.format(plan))
@@ -457,7 +457,7 @@ function verbs.rmi(args)
   for _, img in ipairs(s:images()) do
     if not going[img.ref] then kept[img.id] = true end
   end
-  for _, st in ipairs(o.force and {} or require("luactr.container").list(s)) do
+  for _, st in ipairs(o.force and {} or require("luactr.runtime.containers").list(s)) do
     for _, img in ipairs(list) do
       if st.image_id == img.id and not kept[img.id] then
         fail("rmi: image %s is used by container %s: remove the container first",
@@ -530,7 +530,7 @@ function verbs.inspect(args)
     fail("inspect: --type: expected container or image, got '%s'", o.type)
   end
   local json = require "luactr.json"
-  local container = require "luactr.container"
+  local container = require "luactr.runtime.containers"
   local s = store()
   local list = json.array()
   -- containers first, then images, as Docker
@@ -547,7 +547,7 @@ function verbs.inspect(args)
     end
     local img = not (ok and id) and s:image(what)
     if ok and id then
-      list[#list + 1] = require("luactr.control").describe(s, id)
+      list[#list + 1] = require("luactr.runtime.control").describe(s, id)
     elseif img then
       list[#list + 1] = img
     elseif o.type == "image" then
@@ -584,7 +584,7 @@ function verbs.ps(args)
   if format ~= "table" and format ~= "json" then
     fail("ps: --format: expected table or json, got '%s'", format)
   end
-  local container = require "luactr.container"
+  local container = require "luactr.runtime.containers"
   local s = store()
   local rows = { { "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES" } }
   for _, st in ipairs(container.reap(s)) do
@@ -618,7 +618,7 @@ function verbs.ps(args)
   return 0
 end
 
--- {====== start, logs, attach (luactr.monitor)
+-- {====== start, logs, attach (luactr.runtime.monitor)
 
 function verbs.start(args)
   local o, rest = M.parse("start", { attach = { short = "a" },
@@ -678,7 +678,7 @@ end
 function verbs.rm(args)
   local o, rest = M.parse("rm", { force = { short = "f" } }, args)
   if #rest == 0 then fail("rm: give a container") end
-  local container = require "luactr.container"
+  local container = require "luactr.runtime.containers"
   local s = store()
   for _, what in ipairs(rest) do
     container.remove(s, container.find(s, what), o.force)
@@ -687,7 +687,7 @@ function verbs.rm(args)
   return 0
 end
 
--- {====== stop, kill, pause, unpause, wait, top (luactr.control)
+-- {====== stop, kill, pause, unpause, wait, top (luactr.runtime.control)
 
 -- Does fn(what) for each container named, printing `what` after each
 -- one done (as Docker echoes the names given) unless `silent`; a failure
@@ -762,7 +762,7 @@ function verbs.kill(args)
   local o, rest = M.parse("kill", { signal = { short = "s", arg = true }, help = {} }, args)
   if usage_or_names("kill", o, rest, KILL_USAGE) then return 0 end
   local luactr = require "luactr"
-  if not require("luactr.control").signal(o.signal or "KILL") then
+  if not require("luactr.runtime.control").signal(o.signal or "KILL") then
     fail("kill: invalid signal: %s", o.signal)
   end
   return each(rest, function(what) luactr.kill(what, o.signal) end)
@@ -865,7 +865,7 @@ function verbs.stats(args)
     return 0
   end
   local luactr = require "luactr"
-  local container = require "luactr.container"
+  local container = require "luactr.runtime.containers"
   local sleep = require("luactr.core").sys.sleep
   local function targets()
     if #rest > 0 then return rest end

@@ -1,11 +1,11 @@
--- luactr.devices: which devices a container may use.
+-- luactr.spec.devices: which devices a container may use.
 --
 --   local nodes, rules = devices.prepare{ devices = { "/dev/loop3:/dev/disk:r" } }
 --   spec.linux.devices = nodes               -- made in its /dev by spawn
 --   spec.linux.resources.devices = rules     -- its devices cgroup
 --
 -- Policy only: the nodes are made by core.spawn (src/devices.c) and the
--- rules are written by luactr.cgroup, to devices.deny/devices.allow on
+-- rules are written by luactr.runtime.cgroup, to devices.deny/devices.allow on
 -- cgroup v1 or as an eBPF device program on v2.
 --
 -- The default is Docker's (runc's and crun's, which are the same): every

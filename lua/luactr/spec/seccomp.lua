@@ -1,4 +1,4 @@
--- luactr.seccomp: seccomp profiles, as data.
+-- luactr.spec.seccomp: seccomp profiles, as data.
 --
 -- A profile is written in Docker's JSON profile format (as a Lua table or
 -- a .json file): defaultAction, defaultErrnoRet, architectures or archMap,

@@ -1,4 +1,4 @@
--- luactr.container: containers made from images, and their state on disk.
+-- luactr.runtime.containers: containers made from images, and their state on disk.
 --
 -- A container is a folder in the store: rootfs/ (a writable snapshot of
 -- its image's top layer), config.json (the OCI spec it runs) and
@@ -9,9 +9,9 @@
 -- --rm. The cgroup is recorded before it is made, and a container whose
 -- cgroup holds processes runs, whatever its file says: its runner may
 -- have been killed before it could record them. A state file that is
--- damaged gives status "damaged" (luactr.store): listed, removable with
+-- damaged gives status "damaged" (luactr.storage): listed, removable with
 -- rm -f, and no trouble for the others.
-local cgroup = require "luactr.cgroup"
+local cgroup = require "luactr.runtime.cgroup"
 local core = require "luactr.core"
 local errors = require "luactr.errors"
 local json = require "luactr.json"
@@ -92,7 +92,7 @@ local function runner_alive(st)
 end
 M.runner_alive = runner_alive
 
--- What rm -f needs of a damaged state (see luactr.store) to end what the
+-- What rm -f needs of a damaged state (see luactr.storage) to end what the
 -- container left: its cgroup, found by its name when the state lost it
 -- (beneath the parent its config.json names), and from that cgroup its
 -- PID 1 and the monitor that is PID 1's parent. `live` when processes
@@ -111,7 +111,7 @@ local function salvage(store, st)
     st.live = true
     adopt(st, procs)
     if st.pid and not runner_alive(st) then
-      local monitor = require("luactr.monitor").of(st.pid)
+      local monitor = require("luactr.runtime.monitor").of(st.pid)
       if monitor then st.runner, st.runner_start, st.monitor = monitor, M.start_time(monitor), true end
     end
   end
@@ -157,7 +157,7 @@ function M.state(store, id)
   elseif st.status == "created" and st.cgroups and not runner_alive(st) then
     st.status, st.stale = "exited", true
   end
-  -- the freezer, not the file, says whether it is paused (luactr.control)
+  -- the freezer, not the file, says whether it is paused (luactr.runtime.control)
   if st.status == "running" and st.cgroups and st.cgroups.freezer
      and cgroup.frozen(st.cgroups.freezer) then
     st.status = "paused"
@@ -166,7 +166,7 @@ function M.state(store, id)
 end
 
 -- finish(store, id, [restarting]) -> state | nil: records the end of a
--- detached container (run by its monitor's successor, see luactr.monitor,
+-- detached container (run by its monitor's successor, see luactr.runtime.monitor,
 -- and by anyone who finds its monitor gone): exit code, OOMKilled, its
 -- cgroup removed, its root unmounted; a --rm container is removed unless
 -- it is about to be restarted. Nil when the container is gone.
@@ -403,7 +403,7 @@ function M.remove(store, id, force)
     if not (monitor and runner_alive(st)) then break end
     core.sys.sleep(0.01)
   end
-  local rundir = require("luactr.monitor").run_dir(store, id)
+  local rundir = require("luactr.runtime.monitor").run_dir(store, id)
   core.fs.unlink(rundir .. "/sock")
   core.fs.rmdir(rundir)
   -- a runner that was killed left the cgroup (its runner removes it)

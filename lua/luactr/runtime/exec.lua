@@ -1,4 +1,4 @@
--- luactr.exec: a command in a running container (`luactr exec`).
+-- luactr.runtime.exec: a command in a running container (`luactr exec`).
 --
 -- The container's saved spec (containers/<id>/config.json, written as it
 -- started) is the exec's spec too: its namespaces, capabilities, seccomp
@@ -80,7 +80,7 @@ local function exec_spec(store, id, o)
   if o.user ~= nil or o.privileged then
     local spec = require "luactr.spec"
     if o.user ~= nil then
-      local ok, user = pcall(require("luactr.users").resolve, s.root.path, o.user)
+      local ok, user = pcall(require("luactr.spec.users").resolve, s.root.path, o.user)
       if not ok then rethrow(user) end
       uid = user.uid
       p.user = { uid = user.uid, gid = user.gid, umask = p.user and p.user.umask,
@@ -130,8 +130,8 @@ function M.exec(o)
   local msg = options(o, "exec")
   if msg then errors.raise(errors.FAILED, "%s", msg) end
   if #o.cmd == 0 then raise(errors.FAILED, "no command given") end
-  local container = require "luactr.container"
-  local store = require("luactr.store").open()
+  local container = require "luactr.runtime.containers"
+  local store = require("luactr.storage").open()
   local ok, id = pcall(container.find, store, o.container)
   if not ok then rethrow(id) end
   local function not_running()
@@ -144,7 +144,7 @@ function M.exec(o)
   end
   if not st or st.status ~= "running" or not st.pid then not_running() end
   local s = exec_spec(store, id, o)
-  require("luactr.seccomp").use_cache()  -- the filter its run compiled
+  require("luactr.spec.seccomp").use_cache()  -- the filter its run compiled
   local proc, err, errno, step = core.spawn(s, {
     join = st.pid, join_start = st.pid_start,
     cgroups = cgroup_folders(st),

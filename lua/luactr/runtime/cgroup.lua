@@ -1,4 +1,4 @@
--- luactr.cgroup: the cgroups of containers, on cgroup v1, v2 and hybrid
+-- luactr.runtime.cgroup: the cgroups of containers, on cgroup v1, v2 and hybrid
 -- hosts.
 --
 --   local layout = cgroup.detect()               -- where luactr's own are
@@ -21,7 +21,7 @@
 -- * Limits are the OCI spec's linux.resources, written to the v1 or v2
 --   files as crun's cgroup-resources.c writes them.
 local core = require "luactr.core"
-local devices = require "luactr.devices"
+local devices = require "luactr.spec.devices"
 local errors = require "luactr.errors"
 
 local M = {}
@@ -860,7 +860,7 @@ end
 
 -- {====== cgroups of runs without a store (--rootfs)
 --
--- A container of the store has its cgroup in its state (luactr.container
+-- A container of the store has its cgroup in its state (luactr.runtime.containers
 -- records the folders before they are made, and removes them). A run of
 -- a --rootfs folder has no state: it claims its cgroup in a record file
 -- (claim), flocked from before the folders are made until after they are
