@@ -1,4 +1,6 @@
--- luactr: containers for Lua.
+-- luactr: containers for Lua. The public API: each function forwards to
+-- the module that holds its rules, and a Lua program can do what the
+-- command line does.
 --
 --   local luactr = require "luactr"
 --   local ok, how, code = luactr.run{ rootfs = "/srv/rootfs",
@@ -6,563 +8,65 @@
 --
 -- Functions raise a luactr error (see luactr.errors) when luactr itself
 -- fails; the container's own outcome is returned like os.execute's.
-local core = require "luactr.core"
-local cgroup = require "luactr.runtime.cgroup"
-local check = require "luactr.check"
-local devices = require "luactr.spec.devices"
-local errors = require "luactr.errors"
-local seccomp = require "luactr.spec.seccomp"
-local spec = require "luactr.spec"
-local users = require "luactr.spec.users"
-local userns = require "luactr.runtime.userns"
-
+--
+-- The map of the engine (lua/luactr/), one line a module:
+--
+--   init.lua               this API: forwards only
+--   errors.lua             error values, exit statuses (125/126/127), quoting
+--   check.lua              schemas for option tables and files read from disk
+--   json.lua               JSON, with arrays and objects told apart
+--   spec/init.lua          the OCI runtime spec of a container, from run options
+--   spec/seccomp.lua       Docker's seccomp profile as data, resolved per container
+--   spec/devices.lua       --device and the devices cgroup's rules
+--   spec/users.lua         the container's user, from its root's passwd and group
+--   runtime/run.lua        running a container, attached or detached; start
+--   runtime/containers.lua containers in the store: create, find, state, reap, remove
+--   runtime/control.lua    stop, kill, pause, wait, top, inspect, rm, logs, stats
+--   runtime/exec.lua       a command in a running container (join mode)
+--   runtime/attach.lua     the client of a container's monitor; detach keys
+--   runtime/monitor.lua    a detached container's native monitor: start, hand-over
+--   runtime/logs.lua       a detached container's log (JSON lines), read and followed
+--   runtime/cgroup.lua     cgroups v1, v2, hybrid: layout, limits, the handle, sweep
+--   runtime/userns.lua     --userns=remap: subordinate ids, the remapped root
+--   runtime/handle.lua     a container handle: the API's verbs as methods
+--   storage/init.lua       the store: provisioning, locks, work, layers, images, containers
+--   image/reference.lua    image references, Docker's grammar
+--   build/init.lua         the builder: a plan's images, layer by layer, cached
+--   build/recipe.lua       the recipe language: a recipe file read into a plan
+--   cli/init.lua           the command line, a client of this API
+--
+-- The native core, luactr.core (src/*.c), is the mechanism: see src/core.c.
 local M = {}
 
-M.version = core.version
+M.version = require("luactr.core").version
 
-local run_options = check.record({
-  rootfs = check.string,
-  image = check.string,
-  name = check.string,
-  rm = check.boolean,
-  entrypoint = check.array(check.string),
-  cmd = check.array(check.string),
-  env = check.either(check.array(check.string), check.map(check.string)),
-  hostname = check.string,
-  workdir = check.string,
-  user = check.either(check.string, check.integer),
-  read_only = check.boolean,
-  network = check.enum("none", "host"),
-  init = check.boolean,
-  tty = check.boolean,
-  interactive = check.boolean,
-  -- limits (luactr.runtime.cgroup): sizes are bytes or "512k", "64m", "1g"
-  memory = check.either(check.string, check.integer),
-  memory_swap = check.either(check.string, check.integer),
-  memory_reservation = check.either(check.string, check.integer),
-  cpus = check.either(check.number, check.string),
-  cpu_shares = check.integer,
-  cpuset_cpus = check.string,
-  cpuset_mems = check.string,
-  pids_limit = check.integer,
-  blkio_weight = check.integer,
-  device_read_bps = check.array(check.string),
-  device_write_bps = check.array(check.string),
-  cgroup_parent = check.string,
-  devices = check.array(check.string),  -- Docker's --device HOST[:CONTAINER][:rwm]
-  cap_add = check.array(check.string),
-  cap_drop = check.array(check.string),
-  privileged = check.boolean,
-  security_opt = check.array(check.string),
-  seccomp = check.either(check.string, check.table),
-  no_new_privileges = check.boolean,
-  -- detached (luactr.runtime.monitor): the container outlives the call
-  detach = check.boolean,
-  restart = check.string,       -- no | always | unless-stopped | on-failure[:N]
-  log_opt = check.array(check.string),  -- { "max-size=10m", "max-file=3" }
-  detach_keys = check.string,   -- "ctrl-p,ctrl-q"
-  userns = check.enum("remap", "host"),  -- "host": none of its own (default)
-})
+local function run() return require "luactr.runtime.run" end
+local function control() return require "luactr.runtime.control" end
 
 -- A random id, Docker's way: 64 hex digits, shown by its first 12.
-function M.new_id()
-  local f = assert(io.open("/dev/urandom", "rb"))
-  local bytes = f:read(32)
-  f:close()
-  return (bytes:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
-end
+function M.new_id() return run().new_id() end
 
-local function host_hostname()
-  local f = io.open("/proc/sys/kernel/hostname")
-  local name = f and f:read("l")
-  if f then f:close() end
-  return name or "localhost"
-end
-
--- Docker's security_opt words ("seccomp=unconfined", "seccomp=FILE",
--- "no-new-privileges[=true|false]") become the options they stand for,
--- and a seccomp profile named by its file is read and checked.
-local function confinement(n)
-  local function set(key, value, opt)
-    if n[key] ~= nil then
-      errors.raise(errors.FAILED, "run: security-opt %s: %s is given twice", opt, key)
-    end
-    n[key] = value
-  end
-  for _, opt in ipairs(n.security_opt or {}) do
-    local key, value = opt:match("^([^=:]+)[=:](.*)$")
-    key = key or opt
-    if key == "seccomp" and value and value ~= "" then
-      set("seccomp", value, opt)
-    elseif key == "no-new-privileges" and (value == nil or value == "true" or value == "false") then
-      set("no_new_privileges", value ~= "false", opt)
-    else
-      errors.raise(errors.FAILED, "run: security-opt: unsupported option '%s'", opt)
-    end
-  end
-  n.security_opt = nil
-  if type(n.seccomp) == "string" and n.seccomp ~= "unconfined" then
-    local profile, err = seccomp.load(n.seccomp)
-    if not profile then errors.raise(errors.FAILED, "run: seccomp profile %s", err) end
-    n.seccomp = profile
-  elseif type(n.seccomp) == "table" then
-    local msg = seccomp.check(n.seccomp, "run.seccomp")
-    if msg then errors.raise(errors.FAILED, "%s", msg) end
-  end
-end
-
--- Normalises validated options: env as an array, defaults filled in.
-local function prepare(o)
-  local n = {}
-  for k, v in pairs(o) do n[k] = v end
-  if o.env and #o.env == 0 and next(o.env) then
-    local list = {}
-    for k, v in pairs(o.env) do list[#list + 1] = k .. "=" .. v end
-    table.sort(list)
-    n.env = list
-  end
-  for i, kv in ipairs(n.env or {}) do
-    if not kv:find("=", 1, true) then
-      errors.raise(errors.FAILED, "run: env[%d]: expected KEY=VALUE, got '%s'", i, kv)
-    end
-  end
-  if not n.cmd or #n.cmd == 0 then errors.raise(errors.FAILED, "run: no command given") end
-  if n.workdir and n.workdir:sub(1, 1) ~= "/" then
-    errors.raise(errors.FAILED, "run: workdir must be an absolute path, got '%s'", n.workdir)
-  end
-  confinement(n)
-  if n.userns == "remap" then
-    if n.privileged then
-      errors.raise(errors.FAILED, "run: --privileged and --userns=remap do not go together")
-    end
-    local ok, uids, gids = pcall(userns.mappings)
-    if not ok then
-      if errors.is(uids) then errors.raise(uids.status, "run: %s", uids.message) end
-      error(uids, 0)
-    end
-    n.uid_mappings, n.gid_mappings = uids, gids
-  end
-  n.id = n.id or M.new_id()  -- names its cgroup, and its host by default
-  n.hostname = n.hostname or (n.network == "host" and host_hostname())
-    or n.id:sub(1, 12)
-  n.resources = cgroup.resources(n, "run")
-  local nodes, rules, binds = devices.prepare(n, "run")
-  if n.uid_mappings then
-    -- the kernel refuses mknod in a user namespace: the host's nodes are
-    -- bound in (the default ones too, by spawn), the cgroup rules stay
-    n.device_binds = #binds > 0 and binds or nil
-  else
-    n.device_nodes = #nodes > 0 and nodes or nil
-  end
-  n.resources = n.resources or {}
-  n.resources.devices = rules
-  if n.tty then
-    local rows, cols = core.pty.size(0)
-    if not rows then rows, cols = core.pty.size(1) end
-    if rows and rows > 0 then n.console_size = { rows, cols } end
-  end
-  return n
-end
-
--- Makes the cgroup of prepared options `o` (luactr.runtime.cgroup), with its
--- limits, having given its folders to `planned`; raises when it cannot.
-local function make_cgroup(o, planned)
-  local layout, why = cgroup.detect()
-  if not layout then errors.raise(errors.FAILED, "run: cgroup: %s", why) end
-  local ok, cg = pcall(cgroup.create, layout, o.id, o.resources,
-    { parent = o.cgroup_parent, planned = planned })
-  if not ok then
-    if errors.is(cg) then errors.raise(cg.status, "run: %s", cg.message) end
-    error(cg, 0)
-  end
-  return cg
-end
-
--- core.spawn; for --userns=remap the files of the root filesystem get
--- owners that make sense inside (luactr.runtime.userns.spawn): a container's own
--- snapshot may be chowned for that, a --rootfs folder never.
-local function spawn_container(o, s, opts)
-  return userns.spawn(s, opts, o.own_snapshot and o.store:container_dir(o.id) or nil)
-end
-
--- Spawns the container of prepared options `o` in its cgroup and waits
--- for it; returns how and code, and { oom_killed=, cgroup= (when its
--- removal failed) }. `made(paths, [parents])` records its cgroup's
--- folders before they are made (and then the parent folders made for
--- it, when there are any), `started(proc)` is called once it runs. A run
--- with no store to record it in (--rootfs) claims its cgroup instead (see
--- cgroup.claim), for the sweep of a later command if it is killed.
-local function execute(o, started, made)
-  local ok, user = pcall(users.resolve, o.rootfs, o.user)
-  if not ok then
-    if errors.is(user) then errors.raise(user.status, "run: %s", user.message) end
-    error(user, 0)
-  end
-  local s = spec.build(o, user)
-  seccomp.use_cache()  -- spawn loads the filter compiled by an earlier run
-  local claim <close> = not made and cgroup.claim(o.id, cgroup.records()) or nil
-  -- its cgroup first: the container joins it before it runs anything
-  local cg = make_cgroup(o, made or function(paths) claim:planned(paths) end)
-  s.linux.resources = o.resources
-  s.linux.cgroupsPath = (o.cgroup_parent and o.cgroup_parent:gsub("/*$", "/") or "")
-    .. cgroup.name(o.id)
-  local ok, how, code = pcall(function()
-    if made and #cg.parents > 0 then made(cg.paths, cg.parents) end
-    if o.store then o.store:write_config(o.id, s) end
-    local proc, err, errno, step = spawn_container(o, s, {
-      init = o.init,
-      stdin = (o.interactive or o.tty) and "inherit" or "null",
-      forward_signals = true,
-      cgroups = cg:folders(),
-    })
-    if not proc then
-      local status = errors.FAILED
-      if step == "exec" then
-        local e = core.sys.errno
-        status = (errno == e.ENOENT or errno == e.ENOTDIR) and errors.NOT_FOUND
-          or errors.CANNOT_EXEC
-      end
-      errors.raise(status, "run: %s", err)
-    end
-    if started then started(proc) end
-    local h, c = proc:wait{ relay = o.tty, input = o.tty and o.interactive, raw = o.tty }
-    proc:close()
-    if not h then errors.raise(errors.FAILED, "run: %s", c) end
-    return h, c
-  end)
-  -- what the container did to its memory cgroup, then the cgroup is gone
-  -- (with any process left in it, if luactr itself failed)
-  local info = { oom_killed = cg:oom_killed() }
-  local removed, why = cg:remove()
-  if not removed then
-    info.cgroup = cg  -- still there: recorded, and removed by rm or a later sweep
-    if claim then claim:release(true) end
-    io.stderr:write("luactr: warning: ", why, "\n")
-  end
-  if not ok then error(how, 0) end
-  return how, code, info
-end
-
--- Docker's rules for an image's command: ENTRYPOINT, then the run's
--- command or else the image's CMD; the image's Env under the run's.
-local function from_image(o, img)
-  local c = img.config or {}
-  local n = {}
-  for k, v in pairs(o) do n[k] = v end
-  local argv = {}
-  for _, a in ipairs(o.entrypoint or c.Entrypoint or {}) do argv[#argv + 1] = a end
-  local cmd = (o.cmd and #o.cmd > 0) and o.cmd or (not o.entrypoint and c.Cmd) or {}
-  for _, a in ipairs(cmd) do argv[#argv + 1] = a end
-  n.cmd = argv
-  local env = {}
-  for _, kv in ipairs(c.Env or {}) do env[#env + 1] = kv end
-  if o.env and #o.env == 0 and next(o.env) then
-    local keys = {}
-    for k in pairs(o.env) do keys[#keys + 1] = k end
-    table.sort(keys)
-    for _, k in ipairs(keys) do env[#env + 1] = k .. "=" .. o.env[k] end
-  else
-    for _, kv in ipairs(o.env or {}) do env[#env + 1] = kv end
-  end
-  n.env = env
-  if not o.workdir and c.WorkingDir and c.WorkingDir ~= "" then n.workdir = c.WorkingDir end
-  if not o.user and c.User and c.User ~= "" then n.user = c.User end
-  n.image, n.entrypoint = nil, nil
-  return n
-end
-
--- Docker's restart policy words -> policy, retries
-local function restart_policy(word)
-  word = word or "no"
-  local policy, n = word:match("^([%a-]+):?(%d*)$")
-  if policy == "on-failure" then return policy, tonumber(n) or 0 end
-  if n == "" and (policy == "no" or policy == "always" or policy == "unless-stopped") then
-    return policy, 0
-  end
-  errors.raise(errors.FAILED,
-    "run: restart: expected no, always, unless-stopped or on-failure[:N], got '%s'", word)
-end
-
--- Docker's --log-opt max-size=10m,max-file=3 -> bytes, files
-local function log_options(list)
-  local max, files
-  for _, item in ipairs(list or {}) do
-    for kv in item:gmatch("[^,]+") do
-      local k, v = kv:match("^([%w-]+)=(.*)$")
-      if k == "max-size" then
-        max = cgroup.size(v)
-        if not max or max <= 0 then
-          errors.raise(errors.FAILED, "run: log-opt max-size: bad size '%s'", v)
-        end
-      elseif k == "max-file" then
-        files = math.tointeger(tonumber(v))
-        if not files or files < 1 then
-          errors.raise(errors.FAILED, "run: log-opt max-file: expected a count, got '%s'", v)
-        end
-      else
-        errors.raise(errors.FAILED, "run: log-opt: unsupported option '%s' (max-size, max-file)", kv)
-      end
-    end
-  end
-  if files and not max then errors.raise(errors.FAILED, "run: log-opt max-file needs max-size") end
-  return max, files
-end
-
--- detach_keys("ctrl-p,ctrl-q") -> the bytes typed (Docker's words:
--- ctrl-<letter>, ctrl-@ [ \ ] ^ _, or a single character)
-function M.detach_keys(words)
-  local bytes = {}
-  for w in (words or "ctrl-p,ctrl-q"):gmatch("[^,]+") do
-    local c = w:match("^ctrl%-(.)$")
-    if c and c:match("[a-zA-Z@%[\\%]%^_]") then
-      bytes[#bytes + 1] = string.char(c:upper():byte() - 64)
-    elseif #w == 1 then
-      bytes[#bytes + 1] = w
-    else
-      errors.raise(errors.FAILED, "detach keys: expected ctrl-<letter> or one character, got '%s'", w)
-    end
-  end
-  return table.concat(bytes)
-end
-
--- Connects to the monitor of the container of state `st` (see attach).
-local function connect(store, st, o)
-  local container = require "luactr.runtime.containers"
-  local tty = st.detached.tty
-  local how, code = core.attach(require("luactr.runtime.monitor").socket(store, st.id), {
-    input = o.input ~= false and st.detached.interactive or false,
-    tty = tty, raw = tty and core.pty.isatty(0),
-    detach_keys = M.detach_keys(o.detach_keys),
-  })
-  if not how then errors.raise(errors.FAILED, "attach: %s", code) end
-  if how == "closed" then
-    -- the monitor went between our connect and its status: ask the state
-    local now = container.state(store, st.id)
-    return "exit", now and now.exit_code or errors.FAILED
-  end
-  return how, code
-end
-
--- attach(container, [{ input=, detach_keys= }]) -> "exit", status |
--- "detached": connects this process's stdio to a detached container's
--- (its terminal, with -t) until it ends or the detach keys are typed.
-function M.attach(what, o)
-  o = o or {}
-  local store = require("luactr.storage").open()
-  local container = require "luactr.runtime.containers"
-  local id = container.find(store, what)
-  local st = container.state(store, id)
-  if st.status ~= "running" or not st.detached then
-    errors.raise(errors.FAILED, "attach: container %s is not running", what)
-  end
-  return connect(store, st, o)
-end
-
-local Container = {}
-Container.__index = Container
-
--- container(what) -> a handle on a container (name, id or id prefix)
--- with the verbs as methods: inspect, attach, start, rm, logs, stats,
--- exec, and those of luactr.runtime.control.
-function M.container(what)
-  local store = require("luactr.storage").open()
-  local id = require("luactr.runtime.containers").find(store, what)
-  return setmetatable({ id = id }, Container)
-end
-
-function Container:attach(o) return M.attach(self.id, o) end
-function Container:inspect() return M.inspect(self.id) end
-function Container:wait() return M.wait(self.id) end
-function Container:stop(o) return M.stop(self.id, o) end
-function Container:kill(sig) return M.kill(self.id, sig) end
-function Container:pause() return M.pause(self.id) end
-function Container:unpause() return M.unpause(self.id) end
-function Container:top(args) return M.top(self.id, args) end
-function Container:start() return M.start(self.id) end
-function Container:rm(o) return M.rm(self.id, o) end
-function Container:logs(o) return M.logs(self.id, o) end
-function Container:stats(prev) return M.stats(self.id, prev) end
-function Container:exec(o)
-  local t = {}
-  for k, v in pairs(o) do t[k] = v end
-  t.container = self.id
-  return M.exec(t)
-end
+-- run(options) -> true|nil, "exit"|"signal", code (a handle when
+-- detached): see luactr.runtime.run.
+function M.run(o) return run().run(o) end
 
 -- start(container) -> true: starts a created or stopped container,
 -- detached; one running already is left as it is (as Docker does).
-function M.start(what)
-  local store = require("luactr.storage").open()
-  local container = require "luactr.runtime.containers"
-  local id = container.find(store, what)
-  local st = container.state(store, id)
-  local damaged = container.damage(st)
-  if damaged then errors.raise(errors.FAILED, "start: %s", damaged) end
-  if st.status == "running" or st.status == "paused" or st.status == "restarting" then
-    return true
-  end
-  if not st.detached then
-    errors.raise(errors.FAILED, "start: container %s was not run detached (-d)", what)
-  end
-  require("luactr.runtime.monitor").start(store, id)
-  return true
-end
-
--- rm(container, [{ force= }])
-function M.rm(what, o)
-  local store = require("luactr.storage").open()
-  local container = require "luactr.runtime.containers"
-  container.remove(store, container.find(store, what), o and o.force)
-end
-
--- logs(container, [{ tail=, since=, timestamps=, follow=, each= }]) ->
--- list of { time=, stream=, log= }; with o.each(record), each record
--- goes there as it comes instead (and o.follow waits for more while the
--- container runs).
-function M.logs(what, o)
-  local store = require("luactr.storage").open()
-  local container = require "luactr.runtime.containers"
-  return require("luactr.runtime.logs").read(store, container.find(store, what), o or {})
-end
-
--- The settings of a detached run (restart policy, log rotation), its
--- detach keys checked: all before anything is made for it.
-local function detached_options(o)
-  local d = {}
-  d.restart, d.retries = restart_policy(o.restart)
-  if d.restart ~= "no" and o.rm then
-    errors.raise(errors.FAILED, "run: --restart and --rm do not go together")
-  end
-  d.log_max, d.log_files = log_options(o.log_opt)
-  M.detach_keys(o.detach_keys)
-  return d
-end
-
--- Runs prepared options `n` of image `img` as a detached container of
--- the store, with the settings `d` of detached_options: its spec and
--- settings saved, its monitor started. Returns a Container, or
--- (attached, -it) how and code as run does.
-local function run_detached(store, n, o, img, d)
-  local ok, err = pcall(function()
-    local user = users.resolve(n.rootfs, n.user)
-    local s = spec.build(n, user)
-    s.linux.resources = n.resources
-    s.linux.cgroupsPath = (n.cgroup_parent and n.cgroup_parent:gsub("/*$", "/") or "")
-      .. cgroup.name(n.id)
-    store:write_config(n.id, s)
-    local st = store:read_state(n.id)
-    st.detached = {
-      tty = n.tty or nil, interactive = n.interactive or nil, init = n.init or nil,
-      restart = d.restart, retries = d.retries, log_max = d.log_max, log_files = d.log_files,
-      wait_attach = not o.detach or nil,
-    }
-    st.cgroup_parent = n.cgroup_parent
-    st.stop_signal = img.config and img.config.StopSignal or nil
-    store:write_state(n.id, st)
-    store:unmount_container(n.id)
-    require("luactr.runtime.monitor").start(store, n.id)
-  end)
-  if not ok then
-    if o.rm then store:remove_container(n.id) end
-    if errors.is(err) then errors.raise(err.status, "run: %s", err.message) end
-    error(err, 0)
-  end
-  local c = setmetatable({ id = n.id }, Container)
-  if o.detach then return c end
-  -- its monitor waits for us even past the container's end (run -it
-  -- --rm of a command that ends at once): no state check here
-  local how, code = connect(store, store:read_state(n.id), { detach_keys = o.detach_keys })
-  if how == "detached" then return c, "detached" end
-  if code == 0 then return true, "exit", 0 end
-  if code > 128 then return nil, "signal", code - 128 end
-  return nil, "exit", code
-end
-
-local function run_image(o)
-  local store = require("luactr.storage").open()
-  local container = require "luactr.runtime.containers"
-  container.reap(store)
-  local img, damaged = store:image(o.image)
-  if not img then
-    errors.raise(errors.FAILED, "run: %s", damaged or "no such image: " .. errors.quote(o.image))
-  end
-  local n = from_image(o, img)
-  n.id = M.new_id()
-  n = prepare(n)
-  local detached = (o.detach or (o.tty and o.interactive)) and detached_options(o)
-  local command = table.concat(n.cmd, " ")
-  local ok, err = pcall(function()
-    n.rootfs = container.create(store, { id = n.id, name = o.name, image = img,
-      autoremove = o.rm, command = command })
-  end)
-  if not ok then
-    if errors.is(err) then errors.raise(err.status, "run: %s", err.message) end
-    error(err, 0)
-  end
-  if detached then return run_detached(store, n, o, img, detached) end
-  n.store = store
-  n.own_snapshot = true  -- its writable snapshot: chowned for a user namespace if need be
-  local how, code, info
-  ok, err = pcall(function()
-    how, code, info = execute(n, function(proc) container.started(store, n.id, proc) end,
-      function(paths, parents) container.cgroup_made(store, n.id, paths, parents) end)
-  end)
-  if o.rm and not (info and info.cgroup) then
-    store:remove_container(n.id)  -- no state to record: it is gone
-  else
-    store:unmount_container(n.id)
-    if ok then
-      container.exited(store, n.id, how, code, info)
-    else
-      container.exited(store, n.id, "exit", errors.is(err) and err.status or 125)
-    end
-  end
-  if not ok then error(err, 0) end
-  if how == "exit" and code == 0 then return true, how, code end
-  return nil, how, code
-end
-
--- run(options) -> true|nil, "exit"|"signal", code
--- Runs a container to completion. Options: rootfs (a folder) or image (a
--- name in the store), cmd; env, hostname, workdir, user, read_only,
--- network ("none" | "host"), init, tty, interactive; confinement:
--- cap_add, cap_drop (capability names, or "ALL"), privileged,
--- security_opt (Docker's words), seccomp (a profile table in Docker's
--- format, a file holding one, or "unconfined"), no_new_privileges
--- (true by default), userns ("remap": root is an unprivileged host uid
--- of luactr's subuid/subgid range, see luactr.runtime.userns; "host": none, the
--- default); limits (the container's cgroup, see luactr.runtime.cgroup):
--- memory, memory_swap ("-1": unlimited), memory_reservation (sizes:
--- bytes or "512k", "64m", "1g"), cpus, cpu_shares, cpuset_cpus,
--- cpuset_mems, pids_limit, blkio_weight, device_read_bps and
--- device_write_bps ({ "/dev/sda:1mb" }), cgroup_parent; with an image
--- also name, rm, entrypoint.
-function M.run(o)
-  local msg = run_options(o, "run")
-  if msg then errors.raise(errors.FAILED, "%s", msg) end
-  if (o.rootfs == nil) == (o.image == nil) then
-    errors.raise(errors.FAILED, "run: give either rootfs or image")
-  end
-  if o.image then return run_image(o) end
-  if o.name or o.entrypoint then
-    errors.raise(errors.FAILED, "run: name and entrypoint need an image")
-  end
-  o = prepare(o)
-  local probe, why = io.open(o.rootfs)
-  if not probe then errors.raise(errors.FAILED, "run: rootfs %s", why) end
-  probe:close()
-  local how, code = execute(o)
-  if how == "exit" and code == 0 then return true, how, code end
-  return nil, how, code
-end
+function M.start(what) return run().start(what) end
 
 -- exec{ container=, cmd=, env=, user=, workdir=, tty=, interactive=,
 -- privileged= } -> true|nil, "exit"|"signal", code
 -- Runs a command in a running container (name, id or id prefix), in its
--- namespaces and cgroup, confined as its own process is (luactr.runtime.exec).
-function M.exec(o)
-  return require("luactr.runtime.exec").exec(o)
-end
+-- namespaces and cgroup, confined as its own process is.
+function M.exec(o) return require("luactr.runtime.exec").exec(o) end
+
+-- attach(container, [{ input=, detach_keys= }]) -> "exit", status |
+-- "detached": this process's stdio connected to a detached container's.
+function M.attach(what, o) return require("luactr.runtime.attach").attach(what, o) end
+
+-- container(what) -> a handle on a container (name, id or id prefix)
+-- with the verbs as methods (luactr.runtime.handle).
+function M.container(what) return require("luactr.runtime.handle").container(what) end
 
 -- build(recipe path or plan, [{ no_cache=, only={names}, out=file }])
 -- -> { [image name] = { id=, top= } }
@@ -578,77 +82,46 @@ function M.images()
   return require("luactr.storage").open():images()
 end
 
--- stats(container, [previous]) -> { id=, name=, running=, cpu_percent=,
--- memory_usage=, memory_limit=, memory_percent=, pids=, block_read=,
--- block_write=, sample= }
--- What a container (name, id or id prefix) uses now, from its cgroup;
--- the CPU % is over the time since `previous` (an earlier result for the
--- same container), and nil without one. Sizes in bytes.
-function M.stats(what, previous)
-  local store = require("luactr.storage").open()
-  local container = require "luactr.runtime.containers"
-  local id = container.find(store, what)
-  local st = container.state(store, id)
-  local r = { id = id, name = st.name,
-    running = st.status == "running" or st.status == "paused" }
-  if r.running and st.cgroups then
-    local s = cgroup.open(st.cgroups):stats()
-    r.sample = s
-    r.cpu_percent = cgroup.cpu_percent(previous and previous.sample, s)
-    r.memory_usage, r.memory_limit = s.memory_usage, s.memory_limit
-    if s.memory_usage and s.memory_limit and s.memory_limit > 0 then
-      r.memory_percent = s.memory_usage / s.memory_limit * 100
-    end
-    r.pids, r.block_read, r.block_write = s.pids, s.block_read, s.block_write
-  end
-  return r
-end
-
 -- {====== containers that exist (luactr.runtime.control)
 -- Each takes a container's name, full id or unique id prefix.
 
 -- stop(what, [{ timeout = 10, signal = }]) -> state: its stop signal,
 -- then SIGKILL after `timeout` seconds; returns once its exit is recorded.
-function M.stop(what, o)
-  return require("luactr.runtime.control").stop(what, o)
-end
+function M.stop(what, o) return control().stop(what, o) end
 
 -- kill(what, [signal]) -> state: a signal ("KILL", "SIGUSR1", 10) to its
 -- PID 1, SIGKILL by default.
-function M.kill(what, signal)
-  return require("luactr.runtime.control").kill(what, signal)
-end
+function M.kill(what, signal) return control().kill(what, signal) end
 
 -- pause(what) / unpause(what) -> state: its cgroup freezer.
-function M.pause(what)
-  return require("luactr.runtime.control").pause(what)
-end
-
-function M.unpause(what)
-  return require("luactr.runtime.control").unpause(what)
-end
+function M.pause(what) return control().pause(what) end
+function M.unpause(what) return control().unpause(what) end
 
 -- wait(what) -> exit code | nil: blocks until it has exited.
-function M.wait(what)
-  return require("luactr.runtime.control").wait(what)
-end
+function M.wait(what) return control().wait(what) end
 
 -- top(what, [ps arguments]) -> { titles = {...}, processes = { {...} } }
-function M.top(what, args)
-  return require("luactr.runtime.control").top(what, args)
-end
+function M.top(what, args) return control().top(what, args) end
 
 -- inspect(what) -> the container in `docker inspect`'s shape (Id, Name,
 -- State, Config, GraphDriver, ...).
-function M.inspect(what)
-  return require("luactr.runtime.control").inspect(what)
-end
+function M.inspect(what) return control().inspect(what) end
 
 -- containers() -> the state of every container, newest first (id, name,
 -- image, status, paused, pid, exit_code, created, started, finished).
-function M.containers()
-  return require("luactr.runtime.control").containers()
-end
+function M.containers() return control().containers() end
+
+-- rm(what, [{ force= }])
+function M.rm(what, o) return control().rm(what, o) end
+
+-- logs(what, [{ tail=, since=, timestamps=, follow=, each= }]) -> list
+-- of { time=, stream=, log= } (or each record to o.each as it comes)
+function M.logs(what, o) return control().logs(what, o) end
+
+-- stats(what, [previous]) -> { id=, name=, running=, cpu_percent=,
+-- memory_usage=, memory_limit=, memory_percent=, pids=, block_read=,
+-- block_write=, sample= }: what it uses now, from its cgroup.
+function M.stats(what, previous) return control().stats(what, previous) end
 
 -- }======
 

@@ -401,4 +401,48 @@ function M.containers()
   return M.list(open_store())
 end
 
+-- {====== removing, logs and stats
+
+-- rm(container, [{ force= }])
+function M.rm(what, o)
+  local store = open_store()
+  container.remove(store, container.find(store, what), o and o.force)
+end
+
+-- logs(container, [{ tail=, since=, timestamps=, follow=, each= }]) ->
+-- list of { time=, stream=, log= }; with o.each(record), each record
+-- goes there as it comes instead (and o.follow waits for more while the
+-- container runs).
+function M.logs(what, o)
+  local store = open_store()
+  return require("luactr.runtime.logs").read(store, container.find(store, what), o or {})
+end
+
+-- stats(container, [previous]) -> { id=, name=, running=, cpu_percent=,
+-- memory_usage=, memory_limit=, memory_percent=, pids=, block_read=,
+-- block_write=, sample= }
+-- What a container (name, id or id prefix) uses now, from its cgroup;
+-- the CPU % is over the time since `previous` (an earlier result for the
+-- same container), and nil without one. Sizes in bytes.
+function M.stats(what, previous)
+  local store = open_store()
+  local id = container.find(store, what)
+  local st = container.state(store, id)
+  local r = { id = id, name = st.name,
+    running = st.status == "running" or st.status == "paused" }
+  if r.running and st.cgroups then
+    local s = cgroup.open(st.cgroups):stats()
+    r.sample = s
+    r.cpu_percent = cgroup.cpu_percent(previous and previous.sample, s)
+    r.memory_usage, r.memory_limit = s.memory_usage, s.memory_limit
+    if s.memory_usage and s.memory_limit and s.memory_limit > 0 then
+      r.memory_percent = s.memory_usage / s.memory_limit * 100
+    end
+    r.pids, r.block_read, r.block_write = s.pids, s.block_read, s.block_write
+  end
+  return r
+end
+
+-- }======
+
 return M
