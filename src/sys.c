@@ -296,12 +296,18 @@ void lx_open_sys(lua_State *L) {
     {"TTOU", SIGTTOU}, {"URG", SIGURG}, {"XCPU", SIGXCPU},
     {"XFSZ", SIGXFSZ}, {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF},
     {"WINCH", SIGWINCH}, {"IO", SIGIO}, {"PWR", SIGPWR}, {"SYS", SIGSYS},
+    {"STKFLT", SIGSTKFLT},
     {NULL, 0},
   };
   for (int i = 0; sigs[i].name; i++) {
     lua_pushinteger(L, sigs[i].sig);
     lua_setfield(L, -2, sigs[i].name);
   }
+  /* the real-time range, as this libc gives it (not a constant) */
+  lua_pushinteger(L, SIGRTMIN);
+  lua_setfield(L, -2, "RTMIN");
+  lua_pushinteger(L, SIGRTMAX);
+  lua_setfield(L, -2, "RTMAX");
   lua_setfield(L, -2, "signals");
   lua_newtable(L);  /* sys.errno: the numbers the Lua layer tells apart */
   static const struct { const char *name; int err; } errs[] = {

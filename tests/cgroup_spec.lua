@@ -43,20 +43,6 @@ end
 
 describe("luactr.runtime.cgroup", function()
   describe("sizes and run options", function()
-    it("reads sizes as Docker does", function()
-      assert.are.equal(512 * 1024, cgroup.size("512k"))
-      assert.are.equal(64 * 2 ^ 20, cgroup.size("64m"))
-      assert.are.equal(64 * 2 ^ 20, cgroup.size("64M"))
-      assert.are.equal(64 * 2 ^ 20, cgroup.size("64MiB"))
-      assert.are.equal(2 ^ 30, cgroup.size("1g"))
-      assert.are.equal(1536 * 2 ^ 20, cgroup.size("1.5g"))
-      assert.are.equal(1000, cgroup.size("1000"))
-      assert.are.equal(4096, cgroup.size(4096))
-      local n, err = cgroup.size("64x")
-      assert.is_nil(n)
-      assert.are.equal("invalid size '64x' (e.g. 512k, 64m, 1g)", err)
-    end)
-
     it("turns run options into the OCI spec's linux.resources", function()
       local r = cgroup.resources{ memory = "64m", memory_reservation = "32m", cpus = "0.5",
         cpu_shares = 512, cpuset_cpus = "0", cpuset_mems = "0", pids_limit = 100,

@@ -588,8 +588,8 @@ describe("recipe errors", function()
     it("name an unknown or mistyped container field at its line", function()
       assert.are.equal(INLINE .. ":4: container 'web': unknown field 'replica'", deploy("    replica = 2,"))
       assert.are.equal(INLINE .. ":4: container 'web': replicas: expected integer, got number", deploy("    replicas = 1.5,"))
-      assert.are.equal(INLINE .. ":4: container 'web': memory: expected a size ('64M', '512k', '1g' or bytes), got '64 MB'",
-        deploy('    memory = "64 MB",'))
+      assert.are.equal(INLINE .. ":4: container 'web': memory: expected a size ('64M', '512k', '1g' or bytes), got '64 XB'",
+        deploy('    memory = "64 XB",'))
       assert.are.equal(INLINE .. ":4: container 'web': ports[1]: expected 'HOST:CONTAINER[/proto]', got '8080'",
         deploy('    ports = { "8080" },'))
       assert.are.equal(INLINE .. ":4: container 'web': restart: expected 'no', 'on-failure[:N]', 'always' or 'unless-stopped', got 'sometimes'",

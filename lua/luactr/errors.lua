@@ -61,4 +61,29 @@ function M.is(e)
   return getmetatable(e) == Error
 end
 
+-- rethrow(e, [prefix]): raises `e` again, a luactr error with "prefix: "
+-- in front of its message (its status kept); anything else (a bug) as
+-- it is.
+function M.rethrow(e, prefix)
+  if prefix and M.is(e) then M.raise(e.status, "%s: %s", prefix, e.message) end
+  error(e, 0)
+end
+
+-- within(prefix, fn, ...) -> what fn(...) returns; what it raises comes
+-- out through rethrow(e, prefix).
+function M.within(prefix, fn, ...)
+  local r = table.pack(pcall(fn, ...))
+  if not r[1] then M.rethrow(r[2], prefix) end
+  return table.unpack(r, 2, r.n)
+end
+
+-- spawn(step, errno) -> the exit status of a container that core.spawn
+-- could not start: 127 when its command is not found, 126 when it cannot
+-- be executed, 125 when another step failed.
+function M.spawn(step, errno)
+  if step ~= "exec" then return M.FAILED end
+  local e = require("luactr.core").sys.errno
+  return (errno == e.ENOENT or errno == e.ENOTDIR) and M.NOT_FOUND or M.CANNOT_EXEC
+end
+
 return M

@@ -279,8 +279,7 @@ local function run_step(step, root, config)
   end
   local proc, err, errno, where = core.spawn(s, { stdin = "null", forward_signals = true, die_with_parent = true })
   if not proc then
-    local status = where == "exec" and ((errno == core.sys.errno.ENOENT) and 127 or 126) or 125
-    return nil, err, status
+    return nil, err, errors.spawn(where, errno)
   end
   local how, code = proc:wait()
   proc:close()

@@ -74,6 +74,7 @@
 local check = require "luactr.check"
 local errors = require "luactr.errors"
 local reference = require "luactr.image.reference"
+local units = require "luactr.units"
 
 local M = {}
 
@@ -208,29 +209,8 @@ local function valid_name(s)  -- a deployment's or a container's
   return type(s) == "string" and s:match("^[%w][%w_.-]*$") ~= nil and #s <= 128
 end
 
-local SIGNALS = { "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE",
-  "KILL", "USR1", "SEGV", "USR2", "PIPE", "ALRM", "TERM", "STKFLT", "CHLD",
-  "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG", "XCPU", "XFSZ", "VTALRM",
-  "PROF", "WINCH", "IO", "PWR", "SYS" }
-local SIGNUM = {}
-for i, s in ipairs(SIGNALS) do SIGNUM[s] = i end
-
 -- "SIGTERM", "TERM" or 15 -> "SIGTERM"; nil when it is no signal.
-local function signal_name(v)
-  if math.type(v) == "integer" then
-    return SIGNALS[v] and "SIG" .. SIGNALS[v]
-  elseif type(v) == "string" then
-    local s = v:upper():gsub("^SIG", "")
-    if SIGNUM[s] then return "SIG" .. s end
-    local rt, sign, n = s:match("^(RTM[AI][XN])([+-]?)(%d*)$")
-    if rt and ((sign == "") == (n == "")) then
-      if (rt == "RTMIN" and sign ~= "-") or (rt == "RTMAX" and sign ~= "+") then
-        if n == "" or tonumber(n) <= 30 then return "SIG" .. s end
-      end
-    end
-  end
-  return nil
-end
+local signal_name = units.signal_name
 
 -- 8000 or "8000", "8000/udp" -> "8000/udp"
 local function port_spec(v)
@@ -262,16 +242,11 @@ local function port_mapping(v)
   return { host_ip = ip, host = math.tointeger(h), container = math.tointeger(c), protocol = proto }
 end
 
-local UNITS = { [""] = 1, b = 1, k = 1024, m = 1024 ^ 2, g = 1024 ^ 3, t = 1024 ^ 4 }
-
--- "64M", "512k", "1g", 1048576 -> bytes
+-- "64M", "512k", "1.5g", 1048576 -> bytes (luactr.units' sizes), more
+-- than none
 local function memory_bytes(v)
-  if math.type(v) == "integer" then return v > 0 and v or nil end
-  if type(v) ~= "string" then return nil end
-  local n, unit = v:match("^(%d+)(%a?)$")
-  local mul = n and UNITS[unit:lower()]
-  if not mul or tonumber(n) == 0 then return nil end
-  return math.tointeger(tonumber(n) * mul)
+  local n = units.size(v)
+  return n and n > 0 and n or nil
 end
 
 local function restart_policy(v)

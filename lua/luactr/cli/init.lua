@@ -762,7 +762,7 @@ function verbs.kill(args)
   local o, rest = M.parse("kill", { signal = { short = "s", arg = true }, help = {} }, args)
   if usage_or_names("kill", o, rest, KILL_USAGE) then return 0 end
   local luactr = require "luactr"
-  if not require("luactr.runtime.control").signal(o.signal or "KILL") then
+  if not require("luactr.units").signal(o.signal or "KILL") then
     fail("kill: invalid signal: %s", o.signal)
   end
   return each(rest, function(what) luactr.kill(what, o.signal) end)

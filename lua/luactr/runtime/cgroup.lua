@@ -23,6 +23,7 @@
 local core = require "luactr.core"
 local devices = require "luactr.spec.devices"
 local errors = require "luactr.errors"
+local units = require "luactr.units"
 
 local M = {}
 
@@ -55,19 +56,6 @@ end
 
 -- {====== sizes and run options
 
-local UNITS = { [""] = 1, k = 2 ^ 10, m = 2 ^ 20, g = 2 ^ 30, t = 2 ^ 40, p = 2 ^ 50 }
-
--- size("64m") -> 67108864 | nil, message
--- Docker's sizes: a number, optionally a unit k, m, g, t or p (powers of
--- 1024, any case, "64mb" and "64MiB" too). An integer is a byte count.
-function M.size(s)
-  if math.type(s) == "integer" then return s end
-  if type(s) ~= "string" then return nil, "expected a size" end
-  local num, unit = s:lower():match("^(%d+%.?%d*) ?([kmgtp]?)i?b?$")
-  if not num then return nil, ("invalid size '%s' (e.g. 512k, 64m, 1g)"):format(s) end
-  return math.floor(tonumber(num) * UNITS[unit])
-end
-
 -- The number of CPUs this host has online.
 function M.online_cpus()
   local text = readfile("/sys/devices/system/cpu/online") or "0"
@@ -95,7 +83,7 @@ local function throttles(list, where)
     local at = ("%s[%d]"):format(where, i)
     local path, rate = tostring(spec):match("^(/.+):([^:]+)$")
     if not path then fail("%s: expected DEVICE:RATE (e.g. /dev/sda:1mb), got '%s'", at, spec) end
-    local bytes, err = M.size(rate)
+    local bytes, err = units.size(rate)
     if not bytes then fail("%s: %s", at, err) end
     local major, minor = device_numbers(path, at)
     t[#t + 1] = { major = major, minor = minor, rate = bytes }
@@ -125,7 +113,7 @@ function M.resources(o, where)
   where = where or "run"
   local function size(key)
     if o[key] == nil then return nil end
-    local n, err = M.size(o[key])
+    local n, err = units.size(o[key])
     if not n then fail("%s: %s: %s", where, key, err) end
     return n
   end

@@ -14,15 +14,13 @@
 local cgroup = require "luactr.runtime.cgroup"
 local core = require "luactr.core"
 local errors = require "luactr.errors"
+local ids = require "luactr.ids"
 local json = require "luactr.json"
 
 local M = {}
 
 local fail = errors.fail
 
-local function now_iso()
-  return os.date("!%Y-%m-%dT%H:%M:%SZ")
-end
 
 -- The start time of a process (clock ticks since boot, /proc/PID/stat
 -- field 22): with the pid it names one process, whatever pids are reused.
@@ -182,7 +180,7 @@ function M.finish(store, id, restarting)
   end
   st.status, st.stale = "exited", nil
   st.pid, st.pid_start = nil, nil
-  st.finished = st.finished or now_iso()
+  st.finished = st.finished or ids.now()
   store:unmount_container(id)
   if st.autoremove and not restarting then
     store:remove_container(id)
@@ -279,7 +277,7 @@ function M.create(store, o)
   -- the container appears with its state (and name) at once
   return store:new_container(o.id, top, {
     id = o.id, name = o.name, image = o.image.ref, image_id = o.image.id,
-    created = now_iso(), status = "created", autoremove = o.autoremove or nil,
+    created = ids.now(), status = "created", autoremove = o.autoremove or nil,
     command = o.command,
     runner = core.sys.getpid(), runner_start = M.start_time(core.sys.getpid()),
   })
@@ -307,7 +305,7 @@ function M.started(store, id, proc, o)
   local st = store:read_state(id)
   st.status, st.pid = "running", proc.pid
   st.pid_start = M.start_time(proc.pid)
-  st.started = now_iso()
+  st.started = ids.now()
   st.exit_code, st.finished, st.OOMKilled = nil, nil, nil
   if o and o.monitor then
     local me = core.sys.getpid()
@@ -325,7 +323,7 @@ function M.exited(store, id, how, code, info)
   st.status = "exited"
   st.exit_code = how == "signal" and 128 + code or code
   st.OOMKilled = info and info.oom_killed or false
-  st.finished = now_iso()
+  st.finished = ids.now()
   st.pid, st.pid_start = nil, nil
   if not (info and info.cgroup) then st.cgroups, st.cgroup_parents = nil, nil end
   store:write_state(id, st)

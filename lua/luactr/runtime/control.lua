@@ -13,6 +13,7 @@ local container = require "luactr.runtime.containers"
 local core = require "luactr.core"
 local errors = require "luactr.errors"
 local json = require "luactr.json"
+local units = require "luactr.units"
 
 local M = {}
 
@@ -34,26 +35,11 @@ end
 -- find(verb, what) -> store, id: raises "verb: no such container: what".
 local function find(verb, what)
   local s = open_store()
-  local ok, id = pcall(container.find, s, what)
-  if not ok then
-    if errors.is(id) then fail(verb, "%s", id.message) end
-    error(id, 0)
-  end
-  return s, id
-end
-
--- signal(name | number) -> number | nil: Docker's forms, "KILL",
--- "SIGKILL", "kill" and "9" alike.
-function M.signal(v)
-  local n = math.tointeger(tonumber(v))
-  if n then return n >= 1 and n <= 64 and n or nil end
-  if type(v) ~= "string" then return nil end
-  local name = v:upper():gsub("^SIG", "")
-  return signals[name]
+  return s, errors.within(verb, container.find, s, what)
 end
 
 local function signal_or_fail(verb, v)
-  local n = M.signal(v)
+  local n = units.signal(v)
   if not n then fail(verb, "invalid signal: %s", tostring(v)) end
   return n
 end
@@ -156,7 +142,7 @@ local function stop_signal(s, st)
     local ok, img = pcall(s.image, s, st.image_id)
     v = ok and img and img.config and img.config.StopSignal
   end
-  return v and M.signal(v)
+  return v and units.signal(v)
 end
 
 -- stop(what, [{ timeout=, signal= }]) -> state

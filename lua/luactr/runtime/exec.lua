@@ -28,11 +28,6 @@ local function raise(status, fmt, ...)
   errors.raise(status, "exec: " .. fmt, ...)
 end
 
--- Passes a luactr error on with "exec: " in front; anything else as it is.
-local function rethrow(e)
-  if errors.is(e) then raise(e.status, "%s", e.message) end
-  error(e, 0)
-end
 
 -- The options' env as "KEY=VALUE" strings, a map's keys sorted.
 local function env_list(env)
@@ -80,8 +75,7 @@ local function exec_spec(store, id, o)
   if o.user ~= nil or o.privileged then
     local spec = require "luactr.spec"
     if o.user ~= nil then
-      local ok, user = pcall(require("luactr.spec.users").resolve, s.root.path, o.user)
-      if not ok then rethrow(user) end
+      local user = errors.within("exec", require("luactr.spec.users").resolve, s.root.path, o.user)
       uid = user.uid
       p.user = { uid = user.uid, gid = user.gid, umask = p.user and p.user.umask,
                  additionalGids = json.array(user.additionalGids) }
@@ -132,8 +126,7 @@ function M.exec(o)
   if #o.cmd == 0 then raise(errors.FAILED, "no command given") end
   local container = require "luactr.runtime.containers"
   local store = require("luactr.storage").open()
-  local ok, id = pcall(container.find, store, o.container)
-  if not ok then rethrow(id) end
+  local id = errors.within("exec", container.find, store, o.container)
   local function not_running()
     raise(errors.FAILED, "container %s is not running", o.container)
   end
@@ -152,11 +145,7 @@ function M.exec(o)
     forward_signals = true,
   })
   if not proc then
-    if step == "exec" then
-      local e = core.sys.errno
-      raise((errno == e.ENOENT or errno == e.ENOTDIR) and errors.NOT_FOUND
-        or errors.CANNOT_EXEC, "%s", err)
-    end
+    if step == "exec" then raise(errors.spawn(step, errno), "%s", err) end
     -- gone meanwhile (ESRCH from its pidfd, or a pid namespace that takes
     -- no new process once its PID 1 has ended)
     st = container.state(store, id)

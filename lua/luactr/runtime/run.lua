@@ -6,9 +6,11 @@ local cgroup = require "luactr.runtime.cgroup"
 local check = require "luactr.check"
 local devices = require "luactr.spec.devices"
 local errors = require "luactr.errors"
+local ids = require "luactr.ids"
 local seccomp = require "luactr.spec.seccomp"
 local spec = require "luactr.spec"
 local users = require "luactr.spec.users"
+local units = require "luactr.units"
 local userns = require "luactr.runtime.userns"
 
 local M = {}
@@ -58,12 +60,7 @@ local run_options = check.record({
 })
 
 -- A random id, Docker's way: 64 hex digits, shown by its first 12.
-function M.new_id()
-  local f = assert(io.open("/dev/urandom", "rb"))
-  local bytes = f:read(32)
-  f:close()
-  return (bytes:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
-end
+M.new_id = ids.new
 
 local function host_hostname()
   local f = io.open("/proc/sys/kernel/hostname")
@@ -128,14 +125,9 @@ local function prepare(o)
     if n.privileged then
       errors.raise(errors.FAILED, "run: --privileged and --userns=remap do not go together")
     end
-    local ok, uids, gids = pcall(userns.mappings)
-    if not ok then
-      if errors.is(uids) then errors.raise(uids.status, "run: %s", uids.message) end
-      error(uids, 0)
-    end
-    n.uid_mappings, n.gid_mappings = uids, gids
+    n.uid_mappings, n.gid_mappings = errors.within("run", userns.mappings)
   end
-  n.id = n.id or M.new_id()  -- names its cgroup, and its host by default
+  n.id = n.id or ids.new()  -- names its cgroup, and its host by default
   n.hostname = n.hostname or (n.network == "host" and host_hostname())
     or n.id:sub(1, 12)
   n.resources = cgroup.resources(n, "run")
@@ -162,13 +154,8 @@ end
 local function make_cgroup(o, planned)
   local layout, why = cgroup.detect()
   if not layout then errors.raise(errors.FAILED, "run: cgroup: %s", why) end
-  local ok, cg = pcall(cgroup.create, layout, o.id, o.resources,
+  return errors.within("run", cgroup.create, layout, o.id, o.resources,
     { parent = o.cgroup_parent, planned = planned })
-  if not ok then
-    if errors.is(cg) then errors.raise(cg.status, "run: %s", cg.message) end
-    error(cg, 0)
-  end
-  return cg
 end
 
 -- core.spawn; for --userns=remap the files of the root filesystem get
@@ -186,11 +173,7 @@ end
 -- with no store to record it in (--rootfs) claims its cgroup instead (see
 -- cgroup.claim), for the sweep of a later command if it is killed.
 local function execute(o, started, made)
-  local ok, user = pcall(users.resolve, o.rootfs, o.user)
-  if not ok then
-    if errors.is(user) then errors.raise(user.status, "run: %s", user.message) end
-    error(user, 0)
-  end
+  local user = errors.within("run", users.resolve, o.rootfs, o.user)
   local s = spec.build(o, user)
   seccomp.use_cache()  -- spawn loads the filter compiled by an earlier run
   local claim <close> = not made and cgroup.claim(o.id, cgroup.records()) or nil
@@ -208,15 +191,7 @@ local function execute(o, started, made)
       forward_signals = true,
       cgroups = cg:folders(),
     })
-    if not proc then
-      local status = errors.FAILED
-      if step == "exec" then
-        local e = core.sys.errno
-        status = (errno == e.ENOENT or errno == e.ENOTDIR) and errors.NOT_FOUND
-          or errors.CANNOT_EXEC
-      end
-      errors.raise(status, "run: %s", err)
-    end
+    if not proc then errors.raise(errors.spawn(step, errno), "run: %s", err) end
     if started then started(proc) end
     local h, c = proc:wait{ relay = o.tty, input = o.tty and o.interactive, raw = o.tty }
     proc:close()
@@ -283,7 +258,7 @@ local function log_options(list)
     for kv in item:gmatch("[^,]+") do
       local k, v = kv:match("^([%w-]+)=(.*)$")
       if k == "max-size" then
-        max = cgroup.size(v)
+        max = units.size(v)
         if not max or max <= 0 then
           errors.raise(errors.FAILED, "run: log-opt max-size: bad size '%s'", v)
         end
@@ -359,8 +334,7 @@ local function run_detached(store, n, o, img, d)
   end)
   if not ok then
     if o.rm then store:remove_container(n.id) end
-    if errors.is(err) then errors.raise(err.status, "run: %s", err.message) end
-    error(err, 0)
+    errors.rethrow(err, "run")
   end
   local c = require("luactr.runtime.handle").of(n.id)
   if o.detach then return c end
@@ -382,23 +356,17 @@ local function run_image(o)
     errors.raise(errors.FAILED, "run: %s", damaged or "no such image: " .. errors.quote(o.image))
   end
   local n = from_image(o, img)
-  n.id = M.new_id()
+  n.id = ids.new()
   n = prepare(n)
   local detached = (o.detach or (o.tty and o.interactive)) and detached_options(o)
   local command = table.concat(n.cmd, " ")
-  local ok, err = pcall(function()
-    n.rootfs = container.create(store, { id = n.id, name = o.name, image = img,
-      autoremove = o.rm, command = command })
-  end)
-  if not ok then
-    if errors.is(err) then errors.raise(err.status, "run: %s", err.message) end
-    error(err, 0)
-  end
+  n.rootfs = errors.within("run", container.create, store, { id = n.id, name = o.name,
+    image = img, autoremove = o.rm, command = command })
   if detached then return run_detached(store, n, o, img, detached) end
   n.store = store
   n.own_snapshot = true  -- its writable snapshot: chowned for a user namespace if need be
   local how, code, info
-  ok, err = pcall(function()
+  local ok, err = pcall(function()
     how, code, info = execute(n, function(proc) container.started(store, n.id, proc) end,
       function(paths, parents) container.cgroup_made(store, n.id, paths, parents) end)
   end)
