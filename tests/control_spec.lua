@@ -531,7 +531,7 @@ describe("core.sys.signal", function()
     local pid = math.tointeger(tonumber(p:read("l")))
     p:close()
     finally(function() os.execute("kill -9 " .. pid .. " 2>/dev/null") end)
-    local start = require("luactr.runtime.containers").start_time(pid)
+    local start = require("luactr.runtime.state").start_time(pid)
     assert.is_number(start)
     -- another start time: another process that had the pid once
     local ok, err, errno = core.sys.signal(pid, start + 1, core.sys.signals.KILL)

@@ -80,7 +80,7 @@ describe("exec #root", function()
   teardown(function()
     -- its PID 1 is ours (the setup saw it start): SIGKILL ends the pid
     -- namespace and every exec'd process with it; the runner records it
-    if pid1 and require("luactr.runtime.containers").start_time(pid1) == pid1_start then
+    if pid1 and require("luactr.runtime.state").start_time(pid1) == pid1_start then
       core.sys.kill(pid1, 9)
     end
     if runner and not wait_until(function() return not alive(runner) end, 10) then

@@ -2,6 +2,7 @@
 -- this process's stdio (or terminal) connected to the container's.
 local core = require "luactr.core"
 local errors = require "luactr.errors"
+local state = require "luactr.runtime.state"
 
 local M = {}
 
@@ -25,7 +26,6 @@ end
 -- connect(store, st, o): connects to the monitor of the container of
 -- state `st` (see attach).
 function M.connect(store, st, o)
-  local container = require "luactr.runtime.containers"
   local tty = st.detached.tty
   local how, code = core.attach(require("luactr.runtime.monitor").socket(store, st.id), {
     input = o.input ~= false and st.detached.interactive or false,
@@ -35,7 +35,7 @@ function M.connect(store, st, o)
   if not how then errors.raise(errors.FAILED, "attach: %s", code) end
   if how == "closed" then
     -- the monitor went between our connect and its status: ask the state
-    local now = container.state(store, st.id)
+    local now = state.read(store, st.id)
     return "exit", now and now.exit_code or errors.FAILED
   end
   return how, code
@@ -49,8 +49,8 @@ function M.attach(what, o)
   local store = require("luactr.storage").open()
   local container = require "luactr.runtime.containers"
   local id = container.find(store, what)
-  local st = container.state(store, id)
-  if st.status ~= "running" or not st.detached then
+  local st = state.read(store, id)
+  if st.status ~= state.RUNNING or not st.detached then
     errors.raise(errors.FAILED, "attach: container %s is not running", what)
   end
   return M.connect(store, st, o)

@@ -1,167 +1,28 @@
--- luactr.runtime.containers: containers made from images, and their state on disk.
+-- luactr.runtime.containers: containers in the store, and the records
+-- of what happens to them.
 --
 -- A container is a folder in the store: rootfs/ (a writable snapshot of
 -- its image's top layer), config.json (the OCI spec it runs) and
 -- state.json (status, pid, exit code, times). There is no daemon: the
--- process that runs a container writes its state; any later command reads
--- it, and a "running" container whose process is gone is reported as
--- exited (its runner was killed) — and removed, when it was started with
--- --rm. The cgroup is recorded before it is made, and a container whose
--- cgroup holds processes runs, whatever its file says: its runner may
--- have been killed before it could record them. A state file that is
--- damaged gives status "damaged" (luactr.storage): listed, removable with
--- rm -f, and no trouble for the others.
+-- process that runs a container records what happens to it here (create,
+-- cgroup_made, started, exited, finish), through the transitions of
+-- luactr.runtime.state, which also says what the record means now.
 local cgroup = require "luactr.runtime.cgroup"
 local core = require "luactr.core"
 local errors = require "luactr.errors"
 local ids = require "luactr.ids"
 local json = require "luactr.json"
+local state = require "luactr.runtime.state"
 
 local M = {}
 
 local fail = errors.fail
 
 
--- The start time of a process (clock ticks since boot, /proc/PID/stat
--- field 22): with the pid it names one process, whatever pids are reused.
-function M.start_time(pid)
-  local f = io.open("/proc/" .. pid .. "/stat")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  if not s then return nil end  -- it ended between the open and the read
-  local after = s:match("%) (.*)$")
-  local fields = {}
-  for w in (after or ""):gmatch("%S+") do fields[#fields + 1] = w end
-  -- a zombie has ended: only its parent has not reaped it yet
-  if fields[1] == "Z" or fields[1] == "X" then return nil end
-  return tonumber(fields[20])
-end
+local alive, runner_alive = state.alive, state.runner_alive
 
-local function alive(state)
-  return state.pid and state.pid_start and M.start_time(state.pid) == state.pid_start
-end
-
--- The processes in the cgroup a state records: one folder read (they are
--- in all of its folders); nil when none of them is there.
-local function cgroup_procs(st)
-  for _, dir in pairs(st.cgroups) do
-    local procs = core.cgroup.procs(dir)
-    if procs then return procs end
-  end
-end
-
--- Of the processes of a container's cgroup, its PID 1: the one that is 1
--- in a pid namespace of its own (the last of /proc/PID/status NSpid).
-local function pid_one(procs)
-  for _, pid in ipairs(procs) do
-    local ns = (core.fs.read("/proc/" .. pid .. "/status") or ""):match("\nNSpid:([^\n]*)")
-    if ns and ns:match("%d%s+1%s*$") then return pid end
-  end
-end
-
--- Takes as the container's PID 1 the one in its cgroup, when the state
--- does not name it (its runner was killed before it recorded it).
-local function adopt(st, procs)
-  if alive(st) then return end
-  local pid = pid_one(procs)
-  if pid then
-    st.pid, st.pid_start = pid, M.start_time(pid)
-    st.started = st.started or st.created
-  end
-end
-
--- exit_record(store, id) -> what a detached container's monitor wrote
--- when it ended (exit.json: how, code, finished, restarting), or nil.
-function M.exit_record(store, id)
-  local text = core.fs.read(store:container_dir(id) .. "/exit.json")
-  local ex = text and json.decode(text)
-  if type(ex) ~= "table" or (ex.how ~= "exit" and ex.how ~= "signal")
-     or math.type(ex.code) ~= "integer" then
-    return nil  -- none, or damaged: the end is not known
-  end
-  return ex
-end
-
--- runner_alive(st) -> is the process that runs it (an attached `luactr
--- run`, or the monitor of a detached one and its Lua successor) there?
-local function runner_alive(st)
-  return st.runner and st.runner_start and M.start_time(st.runner) == st.runner_start
-end
-M.runner_alive = runner_alive
-
--- What rm -f needs of a damaged state (see luactr.storage) to end what the
--- container left: its cgroup, found by its name when the state lost it
--- (beneath the parent its config.json names), and from that cgroup its
--- PID 1 and the monitor that is PID 1's parent. `live` when processes
--- are in its cgroup.
-local function salvage(store, st)
-  if not st.cgroups then
-    local layout = cgroup.detect()
-    local ok, spec = pcall(store.read_config, store, st.id)
-    local path = ok and type(spec) == "table" and type(spec.linux) == "table"
-      and spec.linux.cgroupsPath
-    local parent = type(path) == "string" and path:match("^(.*)/[^/]*$") or nil
-    st.cgroups = layout and cgroup.find(layout, st.id, st.cgroup_parent or parent)
-  end
-  local procs = st.cgroups and cgroup_procs(st)
-  if procs and #procs > 0 then
-    st.live = true
-    adopt(st, procs)
-    if st.pid and not runner_alive(st) then
-      local monitor = require("luactr.runtime.monitor").of(st.pid)
-      if monitor then st.runner, st.runner_start, st.monitor = monitor, M.start_time(monitor), true end
-    end
-  end
-  return st
-end
-
--- state(store, id) -> state table, as it is now: "running" when its
--- cgroup holds processes; a stale "running" fixed: "exited" with the
--- code its monitor recorded ("restarting" while the monitor waits to
--- start it again), or "exited" and stale when nobody recorded the end (a
--- "created" one too, once a runner that made its cgroup is gone);
--- "damaged" (see salvage). Never writes.
-function M.state(store, id)
-  local st = store:read_state(id)
-  if not st then return nil end
-  if st.damaged then return salvage(store, st) end
-  local live = st.status == "running" or st.status == "paused"
-  -- one that is not recorded running, whose cgroup holds processes: its
-  -- runner was killed before it recorded them (one that is recorded, with
-  -- its PID 1 gone, has ended: the kernel ends the rest of its pid
-  -- namespace). The common cases cost nothing: running, or no cgroup.
-  local procs = not live and st.cgroups and cgroup_procs(st)
-  if procs and #procs > 0 then
-    st.status = "running"
-    adopt(st, procs)
-  elseif live and not alive(st) then
-    local ex = st.monitor and M.exit_record(store, id)
-    if not ex and runner_alive(st) and st.runner ~= core.sys.getpid() then
-      -- its PID 1 has ended and the process that records the end (its
-      -- monitor, which drains its output first, or the attached `luactr
-      -- run`) is at it: until that is done, it has not exited yet
-      return st
-    end
-    st.status = "exited"
-    if ex then
-      st.exit_code = ex.how == "signal" and 128 + ex.code or ex.code
-      st.finished = ex.finished
-      if ex.restarting and runner_alive(st) then st.status = "restarting" end
-    else
-      st.stale = true
-      store:unmount_container(id)  -- an overlay root outlives a killed runner
-    end
-  elseif st.status == "created" and st.cgroups and not runner_alive(st) then
-    st.status, st.stale = "exited", true
-  end
-  -- the freezer, not the file, says whether it is paused (luactr.runtime.control)
-  if st.status == "running" and st.cgroups and st.cgroups.freezer
-     and cgroup.frozen(st.cgroups.freezer) then
-    st.status = "paused"
-  end
-  return st
-end
+-- (until luactr.runtime.monitor asks luactr.runtime.state itself)
+M.runner_alive, M.exit_record = state.runner_alive, state.exit_record
 
 -- finish(store, id, [restarting]) -> state | nil: records the end of a
 -- detached container (run by its monitor's successor, see luactr.runtime.monitor,
@@ -170,15 +31,16 @@ end
 -- it is about to be restarted. Nil when the container is gone.
 function M.finish(store, id, restarting)
   local lock <close> = store:lock()
-  local st = M.state(store, id)
+  local st = state.read(store, id)
   if not st then return nil end
-  if st.damaged or st.status == "running" or st.status == "paused" then return st end
+  if st.damaged or state.is_running(st) then return st end
   if st.cgroups then
     local cg = cgroup.open(st.cgroups, st.cgroup_parents)
     st.OOMKilled = cg:oom_killed() or false
     if cg:empty() and cg:remove() then st.cgroups, st.cgroup_parents = nil, nil end
   end
-  st.status, st.stale = "exited", nil
+  if st.status ~= state.EXITED then state.set(st, state.EXITED) end
+  st.stale = nil
   st.pid, st.pid_start = nil, nil
   st.finished = st.finished or ids.now()
   store:unmount_container(id)
@@ -194,7 +56,7 @@ end
 function M.list(store)
   local list = {}
   for _, id in ipairs(store:containers()) do
-    local st = M.state(store, id)
+    local st = state.read(store, id)
     if st then list[#list + 1] = st end
   end
   table.sort(list, function(a, b) return (a.created or "") > (b.created or "") end)
@@ -219,7 +81,7 @@ function M.reap(store)
   local left = {}
   for _, st in ipairs(M.list(store)) do
     local gone = false
-    if not st.damaged and st.status ~= "running" and not runner_alive(st) then
+    if not st.damaged and not state.is_running(st) and not runner_alive(st) then
       -- never killing here: processes in it make it a container that runs
       if st.cgroups and cgroup.open(st.cgroups):empty() and remove_cgroup(st) then
         st.cgroups, st.cgroup_parents = nil, nil
@@ -277,9 +139,9 @@ function M.create(store, o)
   -- the container appears with its state (and name) at once
   return store:new_container(o.id, top, {
     id = o.id, name = o.name, image = o.image.ref, image_id = o.image.id,
-    created = ids.now(), status = "created", autoremove = o.autoremove or nil,
+    created = ids.now(), status = state.CREATED, autoremove = o.autoremove or nil,
     command = o.command,
-    runner = core.sys.getpid(), runner_start = M.start_time(core.sys.getpid()),
+    runner = core.sys.getpid(), runner_start = state.start_time(core.sys.getpid()),
   })
 end
 
@@ -294,7 +156,7 @@ function M.cgroup_made(store, id, paths, parents)
   st.cgroups = paths
   st.cgroup_parents = parents and #parents > 0 and parents or nil
   local me = core.sys.getpid()
-  if st.runner ~= me then st.runner, st.runner_start = me, M.start_time(me) end
+  if st.runner ~= me then st.runner, st.runner_start = me, state.start_time(me) end
   store:write_state(id, st)
 end
 
@@ -303,13 +165,14 @@ end
 -- o.restarts says how often the monitor restarted it.
 function M.started(store, id, proc, o)
   local st = store:read_state(id)
-  st.status, st.pid = "running", proc.pid
-  st.pid_start = M.start_time(proc.pid)
+  state.set(st, state.RUNNING)
+  st.pid = proc.pid
+  st.pid_start = state.start_time(proc.pid)
   st.started = ids.now()
   st.exit_code, st.finished, st.OOMKilled = nil, nil, nil
   if o and o.monitor then
     local me = core.sys.getpid()
-    st.runner, st.runner_start, st.monitor = me, M.start_time(me), true
+    st.runner, st.runner_start, st.monitor = me, state.start_time(me), true
     st.restarts = o.restarts
   end
   store:write_state(id, st)
@@ -320,7 +183,7 @@ end
 -- Docker's state says), cgroup (still there: kept in the state for rm).
 function M.exited(store, id, how, code, info)
   local st = store:read_state(id)
-  st.status = "exited"
+  state.set(st, state.EXITED)
   st.exit_code = how == "signal" and 128 + code or code
   st.OOMKilled = info and info.oom_killed or false
   st.finished = ids.now()
@@ -340,7 +203,7 @@ function M.mark_stopping(store, id, pending)
   local text = ""
   if pending then
     local me = core.sys.getpid()
-    text = ("%d %d\n"):format(me, M.start_time(me))
+    text = ("%d %d\n"):format(me, state.start_time(me))
   end
   store:write_record(("mark container %s stopping"):format(id:sub(1, 12)),
     store:container_dir(id) .. "/stopping", text)
@@ -352,7 +215,7 @@ function M.stopping(store, id)
   local text = core.fs.read(store:container_dir(id) .. "/stopping")
   if not text then return false end
   local pid, start = text:match("^(%d+) (%d+)")
-  return not pid or M.start_time(tonumber(pid)) == tonumber(start)
+  return not pid or state.start_time(tonumber(pid)) == tonumber(start)
 end
 
 -- damage(st) -> why a command cannot act on the container of state
@@ -369,9 +232,8 @@ end
 -- it runs is running all the same when processes are in its cgroup (see
 -- state); so is a damaged one.
 function M.remove(store, id, force)
-  local st = M.state(store, id)
-  local busy = st and (st.status == "running" or st.status == "paused"
-    or st.status == "restarting" or st.live)
+  local st = state.read(store, id)
+  local busy = st and (state.is_active(st) or st.live)
   if busy and not force then
     fail("container %s is %s: stop it first or use rm -f", id:sub(1, 12),
       st.live and "damaged and running" or st.status)
@@ -389,7 +251,7 @@ function M.remove(store, id, force)
     if st.cgroups then
       local cg = cgroup.open(st.cgroups)
       -- thawed first: v1 frozen processes die of SIGKILL only once they run
-      if st.status == "paused" or st.damaged then cg:thaw() end
+      if state.is_paused(st) or st.damaged then cg:thaw() end
       cg:kill()  -- and all its processes
     end
     for _ = 1, 200 do

@@ -13,6 +13,7 @@ local container = require "luactr.runtime.containers"
 local core = require "luactr.core"
 local errors = require "luactr.errors"
 local json = require "luactr.json"
+local state = require "luactr.runtime.state"
 local units = require "luactr.units"
 
 local M = {}
@@ -44,24 +45,7 @@ local function signal_or_fail(verb, v)
   return n
 end
 
--- Is the container's PID 1 (pid and start time of the state) alive?
-local function alive(st)
-  return st.pid ~= nil and st.pid_start ~= nil
-    and container.start_time(st.pid) == st.pid_start
-end
-
--- Does its PID 1 run (or stand frozen)?
-local function running(st)
-  return st.status == "running" or st.status == "paused"
-end
-
--- Is the process that records its exit still there? That is its runner
--- (runner, runner_start): the attached `luactr run`, or the monitor of a
--- detached container, which records itself there.
-local function recorder_alive(st)
-  return st.runner ~= nil and st.runner_start ~= nil
-    and container.start_time(st.runner) == st.runner_start
-end
+local alive, running, recorder_alive = state.alive, state.is_running, state.runner_alive
 
 -- Sends `sig` to the container's PID 1, the process its state names
 -- (pid and start time: a pid reused since is not hit). False when it has
@@ -92,7 +76,7 @@ end
 local function recorded(s, id, st)
   local deadline = monotonic() + RECORD_WAIT
   local now = M.state(s, id)
-  -- running, with its PID 1 gone: its recorder is at it (container.state)
+  -- running, with its PID 1 gone: its recorder is at it (state.read)
   while now and running(now) and now.pid == st.pid and monotonic() < deadline do
     sleep(0.01)
     now = M.state(s, id)
@@ -117,11 +101,11 @@ local function kill_hard(verb, st)
   end
 end
 
--- state(store, id) -> the container's state (container.state: status
--- "paused" while its freezer holds it), with `paused` as a boolean.
+-- state(store, id) -> the container's state (luactr.runtime.state read:
+-- status "paused" while its freezer holds it), with `paused` as a boolean.
 function M.state(s, id)
-  local st = container.state(s, id)
-  if st then st.paused = st.status == "paused" end
+  local st = state.read(s, id)
+  if st then st.paused = state.is_paused(st) end
   return st
 end
 
@@ -237,7 +221,7 @@ function M.unpause(what) return freezer("unpause", what, false) end
 function M.wait(what)
   local s, id = find("wait", what)
   local st = sound_state("wait", s, id)
-  while st and st.status == "created" and recorder_alive(st) do
+  while state.is_created(st) and recorder_alive(st) do
     sleep(0.02)
     st = M.state(s, id)
   end
@@ -376,7 +360,7 @@ end
 function M.list(s)
   local list = {}
   for _, st in ipairs(container.list(s)) do
-    st.paused = st.status == "paused"
+    st.paused = state.is_paused(st)
     list[#list + 1] = st
   end
   return list
@@ -413,9 +397,8 @@ end
 function M.stats(what, previous)
   local store = open_store()
   local id = container.find(store, what)
-  local st = container.state(store, id)
-  local r = { id = id, name = st.name,
-    running = st.status == "running" or st.status == "paused" }
+  local st = state.read(store, id)
+  local r = { id = id, name = st.name, running = state.is_running(st) }
   if r.running and st.cgroups then
     local s = cgroup.open(st.cgroups):stats()
     r.sample = s

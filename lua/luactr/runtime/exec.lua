@@ -10,6 +10,7 @@
 local core = require "luactr.core"
 local check = require "luactr.check"
 local errors = require "luactr.errors"
+local state = require "luactr.runtime.state"
 
 local M = {}
 
@@ -130,12 +131,12 @@ function M.exec(o)
   local function not_running()
     raise(errors.FAILED, "container %s is not running", o.container)
   end
-  local st = container.state(store, id)
-  if st and st.status == "paused" then
+  local st = state.read(store, id)
+  if state.is_paused(st) then
     -- its process would join the frozen cgroup and freeze there
     raise(errors.FAILED, "container %s is paused: unpause it first", o.container)
   end
-  if not st or st.status ~= "running" or not st.pid then not_running() end
+  if not state.is_running(st) or not st.pid then not_running() end
   local s = exec_spec(store, id, o)
   require("luactr.spec.seccomp").use_cache()  -- the filter its run compiled
   local proc, err, errno, step = core.spawn(s, {
@@ -148,8 +149,8 @@ function M.exec(o)
     if step == "exec" then raise(errors.spawn(step, errno), "%s", err) end
     -- gone meanwhile (ESRCH from its pidfd, or a pid namespace that takes
     -- no new process once its PID 1 has ended)
-    st = container.state(store, id)
-    if not st or st.status ~= "running" then not_running() end
+    st = state.read(store, id)
+    if not state.is_running(st) then not_running() end
     raise(errors.FAILED, "%s", err)
   end
   local how, code = proc:wait{ relay = o.tty, input = o.tty and o.interactive, raw = o.tty }

@@ -107,9 +107,8 @@ local function reader(path)
 end
 
 local function running(store, id)
-  local st = require("luactr.runtime.containers").state(store, id)
-  return st and (st.status == "running" or st.status == "paused"
-    or st.status == "restarting")
+  local state = require "luactr.runtime.state"
+  return state.is_active(state.read(store, id))
 end
 
 -- read(store, id, o) -> records | nil (with o.each)

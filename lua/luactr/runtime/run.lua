@@ -9,6 +9,7 @@ local errors = require "luactr.errors"
 local ids = require "luactr.ids"
 local seccomp = require "luactr.spec.seccomp"
 local spec = require "luactr.spec"
+local state = require "luactr.runtime.state"
 local users = require "luactr.spec.users"
 local units = require "luactr.units"
 local userns = require "luactr.runtime.userns"
@@ -282,10 +283,10 @@ function M.start(what)
   local store = require("luactr.storage").open()
   local container = require "luactr.runtime.containers"
   local id = container.find(store, what)
-  local st = container.state(store, id)
+  local st = state.read(store, id)
   local damaged = container.damage(st)
   if damaged then errors.raise(errors.FAILED, "start: %s", damaged) end
-  if st.status == "running" or st.status == "paused" or st.status == "restarting" then
+  if state.is_active(st) then
     return true
   end
   if not st.detached then
