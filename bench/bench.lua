@@ -114,7 +114,7 @@ local function make_bundle(bundle, rootfs, limit_opts, cgroups_path)
     { uid = 0, gid = 0, additionalGids = {}, home = "/root" })
   if spec.linux.resources then die("the spec has linux.resources; the bench wants none") end
   if limit_opts then  -- as luactr.run makes them (luactr.init's prepare)
-    spec.linux.resources = require("luactr.runtime.cgroup").resources(limit_opts)
+    spec.linux.resources = require("luactr.spec.resources").of(limit_opts)
     spec.linux.resources.devices = select(2, require("luactr.spec.devices").prepare({}))
     spec.linux.cgroupsPath = cgroups_path
   end

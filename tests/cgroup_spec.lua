@@ -4,6 +4,7 @@
 -- this host's v1 hierarchies for real (#root).
 local support = require "support"
 local cgroup = require "luactr.runtime.cgroup"
+local resources = require "luactr.spec.resources"
 local core = require "luactr.core"
 local json = require "luactr.json"
 
@@ -44,7 +45,7 @@ end
 describe("luactr.runtime.cgroup", function()
   describe("sizes and run options", function()
     it("turns run options into the OCI spec's linux.resources", function()
-      local r = cgroup.resources{ memory = "64m", memory_reservation = "32m", cpus = "0.5",
+      local r = resources.of{ memory = "64m", memory_reservation = "32m", cpus = "0.5",
         cpu_shares = 512, cpuset_cpus = "0", cpuset_mems = "0", pids_limit = 100,
         blkio_weight = 300 }
       assert.are.same({
@@ -54,31 +55,31 @@ describe("luactr.runtime.cgroup", function()
         blockIO = { weight = 300 },
       }, r)
       assert.are.same({ limit = 67108864, swap = -1 },
-        cgroup.resources{ memory = "64m", memory_swap = "-1" }.memory)
-      assert.are.same({ limit = -1 }, cgroup.resources{ pids_limit = 0 }.pids)
-      assert.is_nil(cgroup.resources{ hostname = "x" })
+        resources.of{ memory = "64m", memory_swap = "-1" }.memory)
+      assert.are.same({ limit = -1 }, resources.of{ pids_limit = 0 }.pids)
+      assert.is_nil(resources.of{ hostname = "x" })
     end)
 
     it("refuses wrong limits, naming the option", function()
-      assert.matches("run: memory: invalid size 'lots'", raised(cgroup.resources, { memory = "lots" }))
-      assert.matches("run: memory: the minimum is 6m", raised(cgroup.resources, { memory = "1m" }))
-      assert.matches("memory_swap needs memory", raised(cgroup.resources, { memory_swap = "1g" }))
+      assert.matches("run: memory: invalid size 'lots'", raised(resources.of, { memory = "lots" }))
+      assert.matches("run: memory: the minimum is 6m", raised(resources.of, { memory = "1m" }))
+      assert.matches("memory_swap needs memory", raised(resources.of, { memory_swap = "1g" }))
       assert.matches("memory_swap .* must be at least memory",
-        raised(cgroup.resources, { memory = "64m", memory_swap = "32m" }))
+        raised(resources.of, { memory = "64m", memory_swap = "32m" }))
       assert.matches("memory_reservation must be at most memory",
-        raised(cgroup.resources, { memory = "64m", memory_reservation = "128m" }))
-      assert.matches("cpus: expected a positive number", raised(cgroup.resources, { cpus = "-1" }))
-      assert.matches("cpus: the range is from 0.01 to", raised(cgroup.resources, { cpus = 4096 }))
+        raised(resources.of, { memory = "64m", memory_reservation = "128m" }))
+      assert.matches("cpus: expected a positive number", raised(resources.of, { cpus = "-1" }))
+      assert.matches("cpus: the range is from 0.01 to", raised(resources.of, { cpus = 4096 }))
       assert.matches("cpu_shares: expected an integer from 2 to 262144",
-        raised(cgroup.resources, { cpu_shares = 1 }))
+        raised(resources.of, { cpu_shares = 1 }))
       assert.matches("cpuset_cpus: expected a list such as 0%-2,4, got '0%-'",
-        raised(cgroup.resources, { cpuset_cpus = "0-" }))
+        raised(resources.of, { cpuset_cpus = "0-" }))
       assert.matches("blkio_weight: expected an integer from 10 to 1000",
-        raised(cgroup.resources, { blkio_weight = 5 }))
+        raised(resources.of, { blkio_weight = 5 }))
       assert.matches("device_read_bps%[1%]: expected DEVICE:RATE",
-        raised(cgroup.resources, { device_read_bps = { "sda" } }))
+        raised(resources.of, { device_read_bps = { "sda" } }))
       assert.matches("device_read_bps%[1%]: /dev/null is not a block device",
-        raised(cgroup.resources, { device_read_bps = { "/dev/null:1m" } }))
+        raised(resources.of, { device_read_bps = { "/dev/null:1m" } }))
     end)
   end)
 
@@ -273,7 +274,7 @@ describe("luactr.runtime.cgroup", function()
       local layout, leaf = tree("cpuset cpu io memory pids")
       local dev = core.fs.stat("/dev/vda") and "/dev/vda" or "/dev/loop0"
       local rdev = core.fs.stat(dev).rdev
-      local r = cgroup.resources{ memory = "64m", memory_swap = "96m", memory_reservation = "16m",
+      local r = resources.of{ memory = "64m", memory_swap = "96m", memory_reservation = "16m",
         cpus = 0.5, cpu_shares = 512, cpuset_cpus = "0", pids_limit = 100, blkio_weight = 300,
         device_read_bps = { dev .. ":1mb" } }
       local cg = cgroup.create(layout, ID, r)
@@ -298,7 +299,7 @@ describe("luactr.runtime.cgroup", function()
       local layout = tree("cpu pids")
       local own = layout.unified.dir
       support.must("rm -rf " .. q(own .. "/luactr-0123456789ab"))
-      local msg = raised(cgroup.create, layout, ID, cgroup.resources{ memory = "64m" })
+      local msg = raised(cgroup.create, layout, ID, resources.of{ memory = "64m" })
       assert.matches("the memory controller is not enabled in " .. own:gsub("%p", "%%%0")
         .. "/cgroup.subtree_control %(needed for memory%); luactr does not change a cgroup it did not make", msg)
       assert.is_false(exists(own .. "/luactr-0123456789ab"))
@@ -306,7 +307,7 @@ describe("luactr.runtime.cgroup", function()
 
     it("runs without a controller that is not delegated when no limit needs it", function()
       local layout, leaf = tree("pids")
-      local cg = cgroup.create(layout, ID, cgroup.resources{ pids_limit = 10 })
+      local cg = cgroup.create(layout, ID, resources.of{ pids_limit = 10 })
       assert.are.equal("10", support.readfile(leaf .. "/pids.max"))
       assert.are.equal(leaf, cg.paths.pids)
       assert.are.equal(leaf, cg.paths.freezer)  -- cgroup.freeze is always there

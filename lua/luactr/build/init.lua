@@ -268,15 +268,9 @@ local function run_step(step, root, config)
     rootfs = root, cmd = argv, env = env, hostname = "luactr-build",
     workdir = (c.WorkingDir ~= "" and c.WorkingDir) or "/",
     network = step.network == "none" and "none" or "host",
-  }, user)
-  if step.network ~= "none" and fs.stat("/etc/resolv.conf") then
     -- the host's resolver, for apt-get and friends, as docker build does
-    local mounts = {}
-    for i, m in ipairs(s.mounts) do mounts[i] = m end
-    mounts[#mounts + 1] = { destination = "/etc/resolv.conf", type = "bind",
-      source = "/etc/resolv.conf", options = { "bind", "ro" } }
-    s.mounts = mounts
-  end
+    host_resolv = step.network ~= "none" and fs.stat("/etc/resolv.conf") ~= nil,
+  }, user)
   local proc, err, errno, where = core.spawn(s, { stdin = "null", forward_signals = true, die_with_parent = true })
   if not proc then
     return nil, err, errors.spawn(where, errno)

@@ -48,56 +48,29 @@ local function env_list(env)
   return env
 end
 
--- Sets "KEY=VALUE" strings into the array `list`, a KEY already there
--- replaced in place (luactr.spec's rule for run).
-local function set_env(list, kvs)
-  local set = require("luactr.spec").env_setter(list)
-  for _, kv in ipairs(kvs) do set(kv) end
-end
-
--- The saved spec of container `id`, made into the exec's (see the top).
+-- The saved spec of container `id`, made into the exec's (luactr.spec
+-- exec): what it needs of the host (the terminal's size, the user looked
+-- up in the container's root) is found here.
 local function exec_spec(store, id, o)
   local json = require "luactr.json"
   local text = core.fs.read(store:container_dir(id) .. "/config.json")
   if not text then raise(errors.FAILED, "container %s has no saved spec", o.container) end
-  local s = json.decode(text)
-  local p = s.process
-  p.args = o.cmd
-  p.terminal = o.tty or false
-  p.consoleSize = nil
+  local saved = json.decode(text)
+  if o.workdir and o.workdir:sub(1, 1) ~= "/" then
+    raise(errors.FAILED, "workdir must be an absolute path, got '%s'", o.workdir)
+  end
+  local console_size
   if o.tty then
     local rows, cols = core.pty.size(0)
     if not rows then rows, cols = core.pty.size(1) end
-    if rows and rows > 0 then p.consoleSize = { height = rows, width = cols } end
+    if rows and rows > 0 then console_size = { rows, cols } end
   end
-  local env = json.array(p.env or {})
-  if o.tty then set_env(env, { "TERM=xterm" }) end  -- as docker exec -t
-  local uid = p.user and p.user.uid or 0
-  if o.user ~= nil or o.privileged then
-    local spec = require "luactr.spec"
-    if o.user ~= nil then
-      local user = errors.within("exec", require("luactr.spec.users").resolve, s.root.path, o.user)
-      uid = user.uid
-      p.user = { uid = user.uid, gid = user.gid, umask = p.user and p.user.umask,
-                 additionalGids = json.array(user.additionalGids) }
-      set_env(env, { "HOME=" .. user.home })
-    end
-    -- the container's bounding set, or (--privileged) every capability
-    -- luactr holds, as docker exec --privileged gives; its seccomp
-    -- profile and no_new_privs stay, as Docker's do
-    local caps = p.capabilities and p.capabilities.bounding or {}
-    if o.privileged then caps = spec.capability_list({ privileged = true }) end
-    p.capabilities = spec.capabilities(caps, uid)
-  end
-  set_env(env, env_list(o.env))
-  p.env = env
-  if o.workdir then
-    if o.workdir:sub(1, 1) ~= "/" then
-      raise(errors.FAILED, "workdir must be an absolute path, got '%s'", o.workdir)
-    end
-    p.cwd = o.workdir
-  end
-  return s
+  local user = o.user ~= nil
+    and errors.within("exec", require("luactr.spec.users").resolve, saved.root.path, o.user)
+    or nil
+  return require("luactr.spec").exec(saved, { cmd = o.cmd, tty = o.tty,
+    console_size = console_size, env = env_list(o.env), user = user,
+    privileged = o.privileged, workdir = o.workdir })
 end
 
 -- The distinct cgroup folders of a container's state (controller ->

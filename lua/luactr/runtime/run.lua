@@ -3,11 +3,12 @@
 local attach = require "luactr.runtime.attach"
 local core = require "luactr.core"
 local cgroup = require "luactr.runtime.cgroup"
-local check = require "luactr.check"
 local devices = require "luactr.spec.devices"
 local errors = require "luactr.errors"
 local ids = require "luactr.ids"
 local seccomp = require "luactr.spec.seccomp"
+local options = require "luactr.spec.options"
+local resources = require "luactr.spec.resources"
 local spec = require "luactr.spec"
 local state = require "luactr.runtime.state"
 local users = require "luactr.spec.users"
@@ -16,49 +17,6 @@ local userns = require "luactr.runtime.userns"
 
 local M = {}
 
-local run_options = check.record({
-  rootfs = check.string,
-  image = check.string,
-  name = check.string,
-  rm = check.boolean,
-  entrypoint = check.array(check.string),
-  cmd = check.array(check.string),
-  env = check.either(check.array(check.string), check.map(check.string)),
-  hostname = check.string,
-  workdir = check.string,
-  user = check.either(check.string, check.integer),
-  read_only = check.boolean,
-  network = check.enum("none", "host"),
-  init = check.boolean,
-  tty = check.boolean,
-  interactive = check.boolean,
-  -- limits (luactr.runtime.cgroup): sizes are bytes or "512k", "64m", "1g"
-  memory = check.either(check.string, check.integer),
-  memory_swap = check.either(check.string, check.integer),
-  memory_reservation = check.either(check.string, check.integer),
-  cpus = check.either(check.number, check.string),
-  cpu_shares = check.integer,
-  cpuset_cpus = check.string,
-  cpuset_mems = check.string,
-  pids_limit = check.integer,
-  blkio_weight = check.integer,
-  device_read_bps = check.array(check.string),
-  device_write_bps = check.array(check.string),
-  cgroup_parent = check.string,
-  devices = check.array(check.string),  -- Docker's --device HOST[:CONTAINER][:rwm]
-  cap_add = check.array(check.string),
-  cap_drop = check.array(check.string),
-  privileged = check.boolean,
-  security_opt = check.array(check.string),
-  seccomp = check.either(check.string, check.table),
-  no_new_privileges = check.boolean,
-  -- detached (luactr.runtime.monitor): the container outlives the call
-  detach = check.boolean,
-  restart = check.string,       -- no | always | unless-stopped | on-failure[:N]
-  log_opt = check.array(check.string),  -- { "max-size=10m", "max-file=3" }
-  detach_keys = check.string,   -- "ctrl-p,ctrl-q"
-  userns = check.enum("remap", "host"),  -- "host": none of its own (default)
-})
 
 -- A random id, Docker's way: 64 hex digits, shown by its first 12.
 M.new_id = ids.new
@@ -102,8 +60,11 @@ local function confinement(n)
   end
 end
 
--- Normalises validated options: env as an array, defaults filled in.
-local function prepare(o)
+-- prepare(o) -> n: validated run options made what luactr.spec build
+-- takes: env as an array, security options as what they stand for, the
+-- id, host name, cgroup resources and devices, the terminal's size.
+-- Raises (status 125) when one is wrong.
+function M.prepare(o)
   local n = {}
   for k, v in pairs(o) do n[k] = v end
   if o.env and #o.env == 0 and next(o.env) then
@@ -131,7 +92,7 @@ local function prepare(o)
   n.id = n.id or ids.new()  -- names its cgroup, and its host by default
   n.hostname = n.hostname or (n.network == "host" and host_hostname())
     or n.id:sub(1, 12)
-  n.resources = cgroup.resources(n, "run")
+  n.resources = resources.of(n, "run")
   local nodes, rules, binds = devices.prepare(n, "run")
   if n.uid_mappings then
     -- the kernel refuses mknod in a user namespace: the host's nodes are
@@ -180,9 +141,6 @@ local function execute(o, started, made)
   local claim <close> = not made and cgroup.claim(o.id, cgroup.records()) or nil
   -- its cgroup first: the container joins it before it runs anything
   local cg = make_cgroup(o, made or function(paths) claim:planned(paths) end)
-  s.linux.resources = o.resources
-  s.linux.cgroupsPath = (o.cgroup_parent and o.cgroup_parent:gsub("/*$", "/") or "")
-    .. cgroup.name(o.id)
   local ok, how, code = pcall(function()
     if made and #cg.parents > 0 then made(cg.paths, cg.parents) end
     if o.store then o.store:write_config(o.id, s) end
@@ -317,9 +275,6 @@ local function run_detached(store, n, o, img, d)
   local ok, err = pcall(function()
     local user = users.resolve(n.rootfs, n.user)
     local s = spec.build(n, user)
-    s.linux.resources = n.resources
-    s.linux.cgroupsPath = (n.cgroup_parent and n.cgroup_parent:gsub("/*$", "/") or "")
-      .. cgroup.name(n.id)
     store:write_config(n.id, s)
     local st = store:read_state(n.id)
     st.detached = {
@@ -358,7 +313,7 @@ local function run_image(o)
   end
   local n = from_image(o, img)
   n.id = ids.new()
-  n = prepare(n)
+  n = M.prepare(n)
   local detached = (o.detach or (o.tty and o.interactive)) and detached_options(o)
   local command = table.concat(n.cmd, " ")
   n.rootfs = errors.within("run", container.create, store, { id = n.id, name = o.name,
@@ -402,7 +357,7 @@ end
 -- device_write_bps ({ "/dev/sda:1mb" }), cgroup_parent; with an image
 -- also name, rm, entrypoint.
 function M.run(o)
-  local msg = run_options(o, "run")
+  local msg = options.check(o, "run")
   if msg then errors.raise(errors.FAILED, "%s", msg) end
   if (o.rootfs == nil) == (o.image == nil) then
     errors.raise(errors.FAILED, "run: give either rootfs or image")
@@ -411,7 +366,7 @@ function M.run(o)
   if o.name or o.entrypoint then
     errors.raise(errors.FAILED, "run: name and entrypoint need an image")
   end
-  o = prepare(o)
+  o = M.prepare(o)
   local probe, why = io.open(o.rootfs)
   if not probe then errors.raise(errors.FAILED, "run: rootfs %s", why) end
   probe:close()

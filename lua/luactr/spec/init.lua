@@ -6,7 +6,6 @@
 -- and which crun or runc could run unchanged.
 local errors = require "luactr.errors"
 local json = require "luactr.json"
-local seccomp = require "luactr.spec.seccomp"
 
 local M = {}
 
@@ -200,12 +199,22 @@ local function remap(spec, o)
   spec.mounts = mounts
 end
 
--- build(o, user) -> spec
--- `o`: validated run options; `user`: from luactr.spec.users.resolve.
--- Confinement: Docker's capabilities (o.privileged, o.cap_add,
--- o.cap_drop), no_new_privs unless o.no_new_privileges is false, and a
--- seccomp profile, o.seccomp (a profile table or "unconfined"; Docker's
--- default when nil). o.privileged also lifts seccomp and the masks.
+-- The cgroup of container `id`, as linux.cgroupsPath names it: its
+-- folder luactr-<id12>, beneath `parent` (relative: beneath luactr's own
+-- cgroup; luactr.runtime.cgroup makes it).
+function M.cgroups_path(id, parent)
+  return (parent and parent:gsub("/*$", "/") or "") .. "luactr-" .. id:sub(1, 12)
+end
+
+-- build(o, user) -> spec, the whole of it: nothing patches it afterwards.
+-- `o`: prepared run options (luactr.runtime.run); `user`: from
+-- luactr.spec.users.resolve. Confinement: Docker's capabilities
+-- (o.privileged, o.cap_add, o.cap_drop), no_new_privs unless
+-- o.no_new_privileges is false, and a seccomp profile, o.seccomp (a
+-- profile table or "unconfined"; Docker's default when nil).
+-- o.privileged also lifts seccomp and the masks. With o.id, its cgroup:
+-- o.resources (luactr.spec.resources) in linux.cgroupsPath. A build step
+-- (o.host_resolv) reads the host's resolv.conf, as docker build does.
 function M.build(o, user)
   local namespaces = {
     { type = "pid" }, { type = "mount" }, { type = "uts" }, { type = "ipc" },
@@ -246,12 +255,59 @@ function M.build(o, user)
     spec.mounts = privileged_mounts()
     spec.linux.maskedPaths, spec.linux.readonlyPaths = nil, nil
   elseif o.seccomp ~= "unconfined" then
+    local seccomp = require "luactr.spec.seccomp"
     spec.linux.seccomp = seccomp.resolve(o.seccomp or seccomp.DEFAULT, caps)
   end
   if o.console_size then
     spec.process.consoleSize = { height = o.console_size[1], width = o.console_size[2] }
   end
+  if o.host_resolv then
+    local mounts = {}
+    for i, m in ipairs(spec.mounts) do mounts[i] = m end
+    mounts[#mounts + 1] = { destination = "/etc/resolv.conf", type = "bind",
+      source = "/etc/resolv.conf", options = { "bind", "ro" } }
+    spec.mounts = mounts
+  end
+  if o.id then
+    spec.linux.resources = o.resources
+    spec.linux.cgroupsPath = M.cgroups_path(o.id, o.cgroup_parent)
+  end
   return spec
+end
+
+-- exec(saved, o) -> the spec of a command exec'd into a running
+-- container: its own, `saved` (its config.json, as build made it), with
+-- o.cmd, o.tty (and o.console_size: rows, cols), o.env (KEY=VALUE
+-- strings, over its environment), o.user (from luactr.spec.users: its
+-- ids and HOME), o.privileged (every capability luactr holds, as docker
+-- exec --privileged gives; its seccomp profile and no_new_privs stay, as
+-- Docker's do), o.workdir. A namespace of its own becomes one to join:
+-- that is core.spawn's join mode, given the container's PID 1.
+function M.exec(saved, o)
+  local s = saved
+  local p = s.process
+  p.args = o.cmd
+  p.terminal = o.tty or false
+  p.consoleSize = o.console_size and { height = o.console_size[1], width = o.console_size[2] } or nil
+  local env = json.array(p.env or {})
+  local set = M.env_setter(env)
+  if o.tty then set("TERM=xterm") end  -- as docker exec -t
+  local uid = p.user and p.user.uid or 0
+  if o.user or o.privileged then
+    if o.user then
+      uid = o.user.uid
+      p.user = { uid = o.user.uid, gid = o.user.gid, umask = p.user and p.user.umask,
+                 additionalGids = json.array(o.user.additionalGids) }
+      set("HOME=" .. o.user.home)
+    end
+    local caps = p.capabilities and p.capabilities.bounding or {}
+    if o.privileged then caps = M.capability_list({ privileged = true }) end
+    p.capabilities = M.capabilities(caps, uid)
+  end
+  for _, kv in ipairs(o.env or {}) do set(kv) end
+  p.env = env
+  if o.workdir then p.cwd = o.workdir end
+  return s
 end
 
 return M
