@@ -1,6 +1,6 @@
 -- The command line's option parsing and the schema checks behind the
 -- Lua API: no root, no kernel.
-local cli = require "luactr.cli"
+local cli = require "luactr.cli.flags"
 local check = require "luactr.check"
 local errors = require "luactr.errors"
 
@@ -19,7 +19,7 @@ local function raised(f)
   return e
 end
 
-describe("cli.parse", function()
+describe("luactr.cli.flags parse", function()
   it("reads grouped short flags and stops at the first operand", function()
     local o, rest = cli.parse("run", SPEC, { "-it", "image", "-i" })
     assert.are.same({ interactive = true, tty = true }, o)
@@ -62,7 +62,7 @@ describe("cli.main", function()
       for _, piece in ipairs({ ... }) do said[#said + 1] = piece end
       return self
     end }
-    local ok, st = pcall(cli.main, { "frobnicate" })
+    local ok, st = pcall(require("luactr.cli").main, { "frobnicate" })
     io.stderr = real
     assert.is_true(ok, st)
     assert.are.equal(125, st)

@@ -15,7 +15,12 @@
 --   errors.lua             error values, exit statuses (125/126/127), quoting
 --   check.lua              schemas for option tables and files read from disk
 --   json.lua               JSON, with arrays and objects told apart
---   spec/init.lua          the OCI runtime spec of a container, from run options
+--   units.lua              sizes and signals as users write them
+--   ids.lua                container ids, random tokens, timestamps
+--   system.lua             the store as a whole (info)
+--   spec/init.lua          the one writer of a container's OCI spec (run, build step, exec)
+--   spec/options.lua       the run options, once: checks, flags, help
+--   spec/resources.lua     the limit options, as the spec's linux.resources
 --   spec/seccomp.lua       Docker's seccomp profile as data, resolved per container
 --   spec/devices.lua       --device and the devices cgroup's rules
 --   spec/users.lua         the container's user, from its root's passwd and group
@@ -29,7 +34,9 @@
 --   runtime/cgroup.lua     cgroups v1, v2, hybrid: layout, limits, the handle, sweep
 --   runtime/userns.lua     --userns=remap: subordinate ids, the remapped root
 --   runtime/handle.lua     a container handle: the API's verbs as methods
+--   runtime/state.lua      the state machine: statuses, transitions, what a record means now
 --   storage/init.lua       the store: provisioning, locks, work, layers, images, containers
+--   image/init.lua         the images: list, rmi (Docker's rule for those in use), tag, history
 --   image/reference.lua    image references, Docker's grammar
 --   build/init.lua         the builder: a plan's images, layer by layer, cached
 --   build/recipe.lua       the recipe language: a recipe file read into a plan
@@ -76,11 +83,31 @@ function M.build(what, o)
   return require("luactr.build").build(plan, o)
 end
 
+-- load(recipe path) -> its plan (luactr.build.recipe), evaluated with no
+-- side effect; format(plan) -> the plan as `build --dry-run` prints it.
+function M.load(path) return require("luactr.build.recipe").load(path) end
+function M.format(plan) return require("luactr.build.recipe").format(plan) end
+
+-- {====== images (luactr.image)
+
 -- images() -> the store's images (OCI image configs with .ref and .id;
 -- one whose file is damaged is { ref=, id=, damaged = why })
-function M.images()
-  return require("luactr.storage").open():images()
-end
+function M.images() return require("luactr.image").list() end
+
+-- rmi(refs, [{ force= }]) -> { untagged = { refs }, deleted = layers }:
+-- Docker's rule, an image a container was made from stays unless forced.
+function M.rmi(refs, o) return require("luactr.image").remove(refs, o) end
+
+-- tag(source, target): another name for an image.
+function M.tag(source, target) return require("luactr.image").tag(source, target) end
+
+-- history(ref) -> { { step=, created_by=, layer= } }, newest first.
+function M.history(ref) return require("luactr.image").history(ref) end
+
+-- }======
+
+-- info() -> the store: driver, root, space, counts (luactr.system).
+function M.info() return require("luactr.system").info() end
 
 -- {====== containers that exist (luactr.runtime.control)
 -- Each takes a container's name, full id or unique id prefix.
@@ -103,9 +130,10 @@ function M.wait(what) return control().wait(what) end
 -- top(what, [ps arguments]) -> { titles = {...}, processes = { {...} } }
 function M.top(what, args) return control().top(what, args) end
 
--- inspect(what) -> the container in `docker inspect`'s shape (Id, Name,
--- State, Config, GraphDriver, ...).
-function M.inspect(what) return control().inspect(what) end
+-- inspect(what, [{ type = "container" | "image" }]) -> a container in
+-- `docker inspect`'s shape (Id, Name, State, Config, GraphDriver, ...),
+-- or else an image (its OCI image config).
+function M.inspect(what, o) return control().inspect(what, o) end
 
 -- containers() -> the state of every container, newest first (id, name,
 -- image, status, paused, pid, exit_code, created, started, finished).

@@ -348,11 +348,28 @@ function M.describe(s, id)
   }
 end
 
--- inspect(what) -> the container as `docker inspect` shows one (see
--- describe).
-function M.inspect(what)
-  local s, id = find("inspect", what)
-  return M.describe(s, id)
+-- inspect(what, [{ type = "container" | "image" }]) -> a container as
+-- `docker inspect` shows one (see describe), or an image (its OCI image
+-- config with .ref and .id): containers first, then images, as Docker
+-- looks them up; `type` looks for one kind only.
+function M.inspect(what, o)
+  local kind = o and o.type
+  if kind ~= nil and kind ~= "container" and kind ~= "image" then
+    fail("inspect", "type: expected container or image, got %s", errors.quote(kind, "'"))
+  end
+  local s = open_store()
+  if kind ~= "image" then
+    local ok, id = pcall(container.find, s, what)
+    if ok then return M.describe(s, id) end
+    if not errors.is(id) then error(id, 0) end
+    if kind == "container" or id.message:find("ambiguous", 1, true) then
+      fail("inspect", "%s", id.message)
+    end
+  end
+  local img = s:image(what)
+  if img then return img end
+  fail("inspect", "no such %s: %s", kind == "image" and "image" or "image or container",
+    errors.quote(what))
 end
 
 -- list(store) -> the states of every container in the store, newest
@@ -366,9 +383,16 @@ function M.list(s)
   return list
 end
 
--- containers() -> list(store) of the default store.
+-- containers() -> list(store) of the default store, once what killed
+-- runs left is cleaned (containers reap), as `ps` shows it.
 function M.containers()
-  return M.list(open_store())
+  local s = open_store()
+  local list = {}
+  for _, st in ipairs(container.reap(s)) do
+    st.paused = state.is_paused(st)
+    list[#list + 1] = st
+  end
+  return list
 end
 
 -- {====== removing, logs and stats
