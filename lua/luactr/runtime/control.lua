@@ -372,26 +372,12 @@ function M.inspect(what, o)
     errors.quote(what))
 end
 
--- list(store) -> the states of every container in the store, newest
--- first, with `paused` (see state).
-function M.list(s)
-  local list = {}
-  for _, st in ipairs(container.list(s)) do
-    st.paused = state.is_paused(st)
-    list[#list + 1] = st
-  end
-  return list
-end
-
--- containers() -> list(store) of the default store, once what killed
--- runs left is cleaned (containers reap), as `ps` shows it.
+-- containers() -> the states of every container of the default store,
+-- once what killed runs left is cleaned (containers reap), as `ps` shows
+-- them, newest first, with `paused`.
 function M.containers()
-  local s = open_store()
-  local list = {}
-  for _, st in ipairs(container.reap(s)) do
-    st.paused = state.is_paused(st)
-    list[#list + 1] = st
-  end
+  local list = container.reap(open_store())
+  for _, st in ipairs(list) do st.paused = state.is_paused(st) end
   return list
 end
 

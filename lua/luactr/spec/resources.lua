@@ -59,6 +59,17 @@ local function cpu_list(s, where)
   return s
 end
 
+-- o[key] as an integer from lo to hi, or nil when not given; a failure
+-- naming the option otherwise.
+local function ranged(o, key, lo, hi, where)
+  if o[key] == nil then return nil end
+  local n = math.tointeger(o[key])
+  if not n or n < lo or n > hi then
+    fail("%s: %s: expected an integer from %d to %d, got %s", where, key, lo, hi, o[key])
+  end
+  return n
+end
+
 -- of(o, [where]) -> OCI linux.resources table, or nil when `o` sets
 -- no limit. `o` holds the run options (Docker's flag names, as keys):
 -- memory, memory_swap, memory_reservation (sizes), cpus (a number),
@@ -113,13 +124,7 @@ function M.of(o, where)
     cpu.quota = math.floor(n * cpu.period + 0.5)
     if cpu.quota < 1000 then fail("%s: cpus: the minimum is 0.01", where) end
   end
-  if o.cpu_shares ~= nil then
-    local n = math.tointeger(o.cpu_shares)
-    if not n or n < 2 or n > 262144 then
-      fail("%s: cpu_shares: expected an integer from 2 to 262144, got %s", where, o.cpu_shares)
-    end
-    cpu.shares = n
-  end
+  cpu.shares = ranged(o, "cpu_shares", 2, 262144, where)
   cpu.cpus = cpu_list(o.cpuset_cpus, where .. ": cpuset_cpus")
   cpu.mems = cpu_list(o.cpuset_mems, where .. ": cpuset_mems")
   if next(cpu) then r.cpu = cpu end
@@ -131,19 +136,12 @@ function M.of(o, where)
   end
 
   local io = {}
-  if o.blkio_weight ~= nil then
-    local n = math.tointeger(o.blkio_weight)
-    if not n or n < 10 or n > 1000 then
-      fail("%s: blkio_weight: expected an integer from 10 to 1000, got %s", where, o.blkio_weight)
-    end
-    io.weight = n
-  end
+  io.weight = ranged(o, "blkio_weight", 10, 1000, where)
   io.throttleReadBpsDevice = throttles(o.device_read_bps, where .. ": device_read_bps")
   io.throttleWriteBpsDevice = throttles(o.device_write_bps, where .. ": device_write_bps")
   if next(io) then r.blockIO = io end
 
   return next(r) and r or nil
 end
-
 
 return M
