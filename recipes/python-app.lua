@@ -23,7 +23,7 @@ local app = image "python-app" {
 
 deploy "python-app" {
   container "web" {
-    image = app, replicas = 1, memory = "64M", pids = 100, cpus = 0.5,
+    image = app, replicas = 1, memory = "64M", pids_limit = 100, cpus = 0.5,
     ports = { "8080:8000" }, restart = "on-failure", env = { GREETING = "hello" },
   },
 }

@@ -168,7 +168,7 @@ describe("recipe.load", function()
         name = "python-app", line = 24,
         containers = { {
           name = "web", line = 25, image = "python-app", replicas = 1, restart = "on-failure",
-          memory = "64M", memory_bytes = 64 * 1024 * 1024, pids = 100, cpus = 0.5,
+          memory = "64M", memory_bytes = 64 * 1024 * 1024, pids_limit = 100, cpus = 0.5,
           ports = { { host = 8080, container = 8000, protocol = "tcp" } },
           env = { { "GREETING", "hello" } },
         } },

@@ -34,7 +34,7 @@
 --                    labels = { k = "v" }, stop_signal = "SIGTERM" } } },
 --     deployments = { { name, line, containers = { { name, line,
 --       image = "hello", replicas = 1, restart = "no", memory = "64M",
---       memory_bytes = 67108864, pids, cpus, env = { { "A", "1" } },
+--       memory_bytes = 67108864, pids_limit, cpus, env = { { "A", "1" } },
 --       ports = { { host_ip = nil, host = 8080, container = 8000,
 --                   protocol = "tcp" } } } } } } }
 --
@@ -343,21 +343,29 @@ local function device_spec(v)
   return type(v) == "string" and pcall(require("luactr.spec.devices").parse, v)
 end
 
+-- A container entry's fields: those of the run options it shares with
+-- luactr.run take their keys and checks from luactr.spec.options, with
+-- what a deployment needs of their values on top; image and replicas are
+-- a deployment's own.
+local run_option = require("luactr.spec.options").checks
+
 local CONTAINER_FIELDS = {
   image = true,  -- checked on its own
   replicas = check.all(check.integer,
     check.satisfies(function(n) return n >= 0 end, "a count (0 or more)")),
-  memory = check.satisfies(memory_bytes, "a size ('64M', '512k', '1g' or bytes)"),
-  pids = check.all(check.integer,
+  memory = check.all(run_option.memory,
+    check.satisfies(memory_bytes, "a size ('64M', '512k', '1g' or bytes)")),
+  pids_limit = check.all(run_option.pids_limit,
     check.satisfies(function(n) return n > 0 end, "a positive integer")),
   cpus = check.all(check.number,
     check.satisfies(function(n) return n > 0 end, "a positive number")),
   ports = check.array(check.satisfies(port_mapping, "'HOST:CONTAINER[/proto]'")),
-  restart = check.satisfies(restart_policy,
-    "'no', 'on-failure[:N]', 'always' or 'unless-stopped'"),
+  restart = check.all(run_option.restart, check.satisfies(restart_policy,
+    "'no', 'on-failure[:N]', 'always' or 'unless-stopped'")),
   env = env_map,
-  userns = check.enum("remap", "host"),  -- luactr.run's userns
-  devices = check.array(check.satisfies(device_spec, "a device 'HOST[:CONTAINER][:rwm]'")),
+  userns = run_option.userns,
+  devices = check.all(run_option.devices,
+    check.array(check.satisfies(device_spec, "a device 'HOST[:CONTAINER][:rwm]'"))),
 }
 
 local STEP_WORDS = { run = true, copy = true, env = true, workdir = true, user = true, label = true }
@@ -929,7 +937,7 @@ local function plan_container(S, def)
   check_fields(S, def, CONTAINER_FIELDS, label)
   local f = def.fields
   local c = { name = def.name, line = def.line, replicas = f.replicas or 1, restart = f.restart or "no",
-    pids = f.pids, cpus = f.cpus, userns = f.userns, devices = f.devices }
+    pids_limit = f.pids_limit, cpus = f.cpus, userns = f.userns, devices = f.devices }
   local rec = S.objects[f.image]
   if f.image == nil then
     fail(S.path, def.line, "%s: field 'image' is missing", label)
@@ -1118,7 +1126,7 @@ function M.format(plan)
     for _, c in ipairs(d.containers) do
       local parts = { "image " .. c.image, "replicas " .. c.replicas, "restart " .. c.restart }
       if c.memory then parts[#parts + 1] = "memory " .. scalar(c.memory) end
-      if c.pids then parts[#parts + 1] = "pids " .. c.pids end
+      if c.pids_limit then parts[#parts + 1] = "pids_limit " .. c.pids_limit end
       if c.cpus then parts[#parts + 1] = "cpus " .. scalar(c.cpus) end
       if c.ports then
         local ps = {}
