@@ -74,7 +74,9 @@ local function adopt(st, procs)
 end
 
 -- exit_record(store, id) -> what a detached container's monitor wrote
--- when it ended (exit.json: how, code, finished, restarting), or nil.
+-- when it ended (exit.json: how, code, finished; `restarting` and
+-- `restarts` once its restart policy decided, see luactr.runtime.monitor),
+-- or nil.
 function M.exit_record(store, id)
   local text = core.fs.read(store:container_dir(id) .. "/exit.json")
   local ex = text and json.decode(text)
@@ -139,10 +141,12 @@ function M.state(store, id)
     adopt(st, procs)
   elseif live and not alive(st) then
     local ex = st.monitor and M.exit_record(store, id)
-    if not ex and runner_alive(st) and st.runner ~= core.sys.getpid() then
+    if (not ex or ex.restarting == nil) and runner_alive(st)
+       and st.runner ~= core.sys.getpid() then
       -- its PID 1 has ended and the process that records the end (its
-      -- monitor, which drains its output first, or the attached `luactr
-      -- run`) is at it: until that is done, it has not exited yet
+      -- monitor, which drains its output first and then decides on a
+      -- restart, or the attached `luactr run`) is at it: until that is
+      -- done, it has not exited yet
       return st
     end
     st.status = "exited"
@@ -333,11 +337,12 @@ end
 
 -- mark_stopping(store, id, [pending]): leaves the file `stopping` in the
 -- container's folder before it is signalled: whoever would restart it
--- (its monitor's restart policy, luactr-monitor.c, and handle) reads it
--- and leaves it stopped. Final (empty) unless `pending`: then it names
--- this process ("PID START") and counts only while it lives, so that a
--- `stop` killed before it was done stops nothing; the stop makes it
--- final once done. `start` removes it.
+-- (its monitor's restart policy, luactr.runtime.monitor) reads it and
+-- leaves it stopped. Final (empty) unless `pending`: then it names this
+-- process ("PID START") and counts only while it lives, so that a `stop`
+-- killed before it was done stops nothing; the stop makes it final once
+-- done (an empty file also ends a restart's back-off at once,
+-- luactr-monitor.c). `start` removes it.
 function M.mark_stopping(store, id, pending)
   local text = ""
   if pending then
