@@ -134,6 +134,22 @@ local ok, err = pcall(function()
   print(("  luactr monitor Pss (mean):       %6d KiB"):format(pss // n))
   print(("  container (sleep) Pss (mean):    %6d KiB"):format(cpss // n))
 
+  -- a container failing in a loop: its monitor between two runs, in a
+  -- restart's back-off (luactr-monitor wait=MS), waits natively too
+  local id = must(("%s run -d --restart always busybox sh -c 'exit 1'"):format(q(LUACTR))):match("%x+")
+  local waiting
+  for _ = 1, 500 do
+    local st = json.decode(read(root .. "/store/containers/" .. id .. "/state.json") or "null")
+    local cmd = type(st) == "table" and st.runner and read("/proc/" .. st.runner .. "/cmdline") or ""
+    if cmd:find("\0wait=%d+\0") then
+      waiting = rollup(st.runner, "Pss_Anon")
+      if waiting then break end
+    end
+    sys.sleep(0.01)
+  end
+  must(("%s rm -f %s"):format(q(LUACTR), id))
+  print(("  monitor in a back-off Pss_Anon:  %6s KiB"):format(waiting or "?"))
+
   local ps, psa = {}, {}
   for i = 1, ROUNDS do
     ps[i] = timed({ LUACTR, "ps" })

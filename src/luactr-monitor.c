@@ -4,15 +4,14 @@
 ** clients on a unix socket and records how the container ended.
 **
 **   luactr-monitor dir=D sock=S pidfd=N (out=N err=N | master=N) [in=N]
-**                  [ready=N] [log_max=BYTES] [log_files=N]
-**                  [restart=no|always|on-failure|unless-stopped]
-**                  [retries=N] [restarts=N] [wait_attach=1]
+**                  [ready=N] [log_max=BYTES] [log_files=N] [wait_attach=1]
 **                  lua=PATH code=LUA
+**   luactr-monitor dir=D wait=MS lua=PATH code=LUA
 **
 ** The process that spawned the container execs this program (see
-** lua/luactr/monitor.lua): exec keeps children, so the monitor is the
-** container's parent and waits for it through the pidfd it inherits, and
-** keeps nothing of the Lua heap. It is linked statically: its private
+** lua/luactr/runtime/monitor.lua): exec keeps children, so the monitor is
+** the container's parent and waits for it through the pidfd it inherits,
+** and keeps nothing of the Lua heap. It is linked statically: its private
 ** memory is its own few pages.
 **
 ** The log is JSON lines in D/log.json, one object per line of output:
@@ -27,13 +26,18 @@
 ** has everything, and the container never waits for a client.
 **
 ** When the container ends, the monitor drains its output, writes
-** D/exit.json atomically ({"how":, "code":, "finished":, "restarting":,
-** "restarts":}), and then execs Lua (`lua -e CODE`, with
-** LUACTR_MONITOR_EVENT=exited or restart, LUACTR_MONITOR_RESTARTS=N and
-** LUACTR_MONITOR_EXIT="how code" in its environment) to record the rest
-** (its cgroup, --rm) or to start the container again after a growing
-** back-off when the restart policy says so and no `stop` left the
-** D/stopping marker.
+** D/exit.json atomically ({"how":, "code":, "finished":}: how it ended,
+** nothing of what follows) and execs Lua (`lua -e CODE`, with
+** LUACTR_MONITOR_EVENT=exited and LUACTR_MONITOR_EXIT="how code ran" in
+** its environment, `ran` the milliseconds the run lasted). What follows
+** is Lua's to decide (luactr.runtime.monitor: the restart policy and its
+** back-off, the cgroup, --rm); this program knows no policy.
+**
+** The second form is the back-off before a restart, which Lua execs when
+** it decided one: it waits MS milliseconds, or less when a `stop` is done
+** meanwhile (it leaves D/stopping empty), and execs Lua again with
+** LUACTR_MONITOR_EVENT=waited. Waiting here costs this program's few
+** pages, not a Lua heap, for as long as a minute.
 */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -67,13 +71,13 @@ enum { F_STDOUT = 1, F_STDERR = 2, F_EXIT = 3 };    /* to clients */
 /* {====== options ====== */
 
 static struct {
-  const char *dir, *sock, *lua, *code, *restart;
+  const char *dir, *sock, *lua, *code;
   int pidfd, out, err, master, in, ready;
-  long long log_max;
-  int log_files, retries, restarts;
+  long long log_max, wait;
+  int log_files;
   bool wait_attach;
 } o = {.pidfd = -1, .out = -1, .err = -1, .master = -1, .in = -1,
-       .ready = -1, .log_files = 1, .restart = "no"};
+       .ready = -1, .log_files = 1, .wait = -1};
 
 static int dirfd_ = -1;
 
@@ -84,7 +88,8 @@ static const char *val(const char *a, const char *key) {
   return strncmp(a, key, n) == 0 && a[n] == '=' ? a + n + 1 : NULL;
 }
 
-/* Parses key=value arguments; false on an unknown key. */
+/* Parses key=value arguments; false on an unknown key, or when one the
+** form needs (see the top) is missing. */
 static bool parse_args(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v;
@@ -92,7 +97,6 @@ static bool parse_args(int argc, char **argv) {
     else if ((v = val(a, "sock"))) o.sock = v;
     else if ((v = val(a, "lua"))) o.lua = v;
     else if ((v = val(a, "code"))) o.code = v;
-    else if ((v = val(a, "restart"))) o.restart = v;
     else if ((v = val(a, "pidfd"))) o.pidfd = atoi(v);
     else if ((v = val(a, "out"))) o.out = atoi(v);
     else if ((v = val(a, "err"))) o.err = atoi(v);
@@ -101,12 +105,15 @@ static bool parse_args(int argc, char **argv) {
     else if ((v = val(a, "ready"))) o.ready = atoi(v);
     else if ((v = val(a, "log_max"))) o.log_max = atoll(v);
     else if ((v = val(a, "log_files"))) o.log_files = atoi(v);
-    else if ((v = val(a, "retries"))) o.retries = atoi(v);
-    else if ((v = val(a, "restarts"))) o.restarts = atoi(v);
+    else if ((v = val(a, "wait"))) o.wait = atoll(v);
     else if ((v = val(a, "wait_attach"))) o.wait_attach = atoi(v) != 0;
     else return false;
   }
-  return o.dir && o.sock && o.lua && o.code && o.pidfd >= 0 &&
+  if (!(o.dir && o.lua && o.code))
+    return false;
+  if (o.wait >= 0)  /* the back-off */
+    return true;
+  return o.sock && o.pidfd >= 0 &&
          (o.master >= 0 || (o.out >= 0 && o.err >= 0)) && o.log_files >= 1;
 }
 
@@ -377,14 +384,16 @@ static bool pump(int fd, int stream) {
   return true;
 }
 
-static void write_exit(const char *how, int code, bool restarting,
-                       int restarts) {
-  char t[48], buf[256];
+/* Writes D/exit.json: how the container ended (`how` "exit" or
+** "signal", `code` its status or signal) and when. Best effort: on a
+** full store the write fails, and Lua records the end from what
+** hand_over passes on (luactr.runtime.monitor). */
+static void write_exit(const char *how, int code) {
+  char t[48], buf[160];
   now_iso(t, sizeof t);
   int n = snprintf(buf, sizeof buf,
-                   "{\"how\":\"%s\",\"code\":%d,\"finished\":\"%s\","
-                   "\"restarting\":%s,\"restarts\":%d}\n",
-                   how, code, t, restarting ? "true" : "false", restarts);
+                   "{\"how\":\"%s\",\"code\":%d,\"finished\":\"%s\"}\n",
+                   how, code, t);
   int fd = openat(dirfd_, "exit.json.tmp",
                   O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
   if (fd < 0)
@@ -395,76 +404,56 @@ static void write_exit(const char *how, int code, bool restarting,
     renameat(dirfd_, "exit.json.tmp", dirfd_, "exit.json");
 }
 
-/* The start time of process `pid` (field 22 of /proc/PID/stat), or 0
-** when it is gone or a zombie. */
-static unsigned long long start_time(long pid) {
-  char path[32], buf[1024];
-  snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return 0;
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0)
-    return 0;
-  buf[n] = '\0';
-  char *p = strrchr(buf, ')');  /* the name may hold anything but this */
-  if (!p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X')
-    return 0;
-  p += 2;  /* field 3 */
-  for (int field = 3; field < 22 && p; field++) {
-    p = strchr(p, ' ');
-    if (p)
-      p++;
-  }
-  return p ? strtoull(p, NULL, 10) : 0;
-}
-
-/* Does a `stopping` marker stop the container (luactr.runtime.containers's
-** mark_stopping)? An empty one is final. "PID START" is a stop still at
-** work: it counts only while that process lives, so that a stop killed
-** before it was done does not keep the restart policy from its work. */
-static bool stopping(void) {
-  int fd = openat(dirfd_, "stopping", O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return false;
-  char buf[64];
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0)
-    return true;
-  buf[n] = '\0';
-  char *end;
-  long pid = strtol(buf, &end, 10);
-  if (end == buf || *end != ' ' || pid <= 0)
-    return true;
-  return start_time(pid) == strtoull(end + 1, NULL, 10);
-}
-
-static bool should_restart(int status) {
-  if (stopping() || !strcmp(o.restart, "no"))
-    return false;
-  if (!strcmp(o.restart, "on-failure"))
-    return status != 0 && (o.retries == 0 || o.restarts < o.retries);
-  return !strcmp(o.restart, "always") || !strcmp(o.restart, "unless-stopped");
-}
-
-/* Hands over to Lua for what follows the end (see the top); how it
-** ended goes along in LUACTR_MONITOR_EXIT ("how code"), for a store too
-** full to have taken exit.json. */
+/* Execs Lua for what follows (see the top): LUACTR_MONITOR_EVENT says
+** which, `summary` ("how code ran", or NULL) goes in LUACTR_MONITOR_EXIT.
+** Never returns: when Lua cannot be run, nobody is left to record the
+** rest, and a later command finds the runner gone (its state says so). */
 static void __attribute__((noreturn)) hand_over(const char *event,
-                                                int restarts,
-                                                const char *how, int code) {
-  char n[16], ex[32];
-  snprintf(n, sizeof n, "%d", restarts);
-  snprintf(ex, sizeof ex, "%s %d", how, code);
+                                                const char *summary) {
   setenv("LUACTR_MONITOR_EVENT", event, 1);
-  setenv("LUACTR_MONITOR_RESTARTS", n, 1);
-  setenv("LUACTR_MONITOR_EXIT", ex, 1);
+  if (summary)
+    setenv("LUACTR_MONITOR_EXIT", summary, 1);
   char *argv[] = {(char *)"lua", (char *)"-e", (char *)o.code, NULL};
   syscall(SYS_close_range, 3U, ~0U, 0U);
   execv(o.lua, argv);
   _exit(125);
+}
+
+/* Milliseconds from `a` to `b`. */
+static long long ms_between(const struct timespec *a,
+                            const struct timespec *b) {
+  return (long long)(b->tv_sec - a->tv_sec) * 1000 +
+         (b->tv_nsec - a->tv_nsec) / 1000000;
+}
+
+/* }====== */
+
+/* {====== the back-off ====== */
+
+/* Is a stop done? It leaves D/stopping empty (a stop still at work
+** writes its pid there, luactr.runtime.containers.mark_stopping): what
+** a stop that is at work, or was killed, means is Lua's to judge, once
+** the time is up. */
+static bool stop_done(void) {
+  struct stat st;
+  return fstatat(dirfd_, "stopping", &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+         S_ISREG(st.st_mode) && st.st_size == 0;
+}
+
+/* The second form (see the top): waits o.wait ms, looking every 50 ms
+** for a stop that is done, then hands over. */
+static void __attribute__((noreturn)) back_off(void) {
+  struct timespec from, now;
+  clock_gettime(CLOCK_MONOTONIC, &from);
+  for (;;) {
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long long left = o.wait - ms_between(&from, &now);
+    if (left <= 0 || stop_done())
+      break;
+    struct timespec ts = {0, (left < 50 ? left : 50) * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+  hand_over("waited", NULL);
 }
 
 /* }====== */
@@ -488,6 +477,8 @@ int main(int argc, char **argv) {
   dirfd_ = open(o.dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (dirfd_ < 0)
     return 125;
+  if (o.wait >= 0)
+    back_off();
   log_open();
   int lfd = listen_on(o.sock);
   int fds[] = {o.out, o.err, o.master, o.in, o.pidfd, o.ready};
@@ -570,8 +561,7 @@ int main(int argc, char **argv) {
   const char *how = si.si_code == CLD_EXITED ? "exit" : "signal";
   int code = si.si_status;
   int status = si.si_code == CLD_EXITED ? code : 128 + code;
-  bool again = should_restart(status);
-  write_exit(how, code, again, o.restarts);
+  write_exit(how, code);
   unsigned char st[4];
   put32(st, (uint32_t)status);
   broadcast(F_EXIT, (const char *)st, 4);
@@ -580,25 +570,10 @@ int main(int argc, char **argv) {
   if (lfd >= 0)
     close(lfd);
   unlink(o.sock);
-  if (!again)
-    hand_over("exited", o.restarts, how, code);
-  /* Docker's back-off: 100 ms doubling up to a minute, from the start
-  ** again once a run lasted 10 s; a `stop` meanwhile ends it */
   struct timespec ended;
   clock_gettime(CLOCK_MONOTONIC, &ended);
-  int streak = ended.tv_sec - began.tv_sec >= 10 ? 0 : o.restarts;
-  long delay = 100;
-  for (int i = 0; i < streak && delay < 60000; i++)
-    delay *= 2;
-  if (delay > 60000)
-    delay = 60000;
-  for (long waited = 0; waited < delay; waited += 50) {
-    if (stopping()) {
-      write_exit(how, code, false, o.restarts);
-      hand_over("exited", o.restarts, how, code);
-    }
-    struct timespec ts = {0, 50 * 1000000L};
-    nanosleep(&ts, NULL);
-  }
-  hand_over("restart", o.restarts + 1, how, code);
+  char summary[48];
+  snprintf(summary, sizeof summary, "%s %d %lld", how, code,
+           ms_between(&began, &ended));
+  hand_over("exited", summary);
 }

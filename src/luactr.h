@@ -176,10 +176,13 @@ typedef struct lx_seccomp {
   struct sock_fprog progs[LX_SECCOMP_MAX];
 } lx_seccomp;
 
-/* Compiles the OCI linux.seccomp table at `idx` with libseccomp into `f`.
-** Pushes exactly one value, the userdata holding the BPF program, which
-** must stay alive as long as `f` is used. Raises on a bad profile. */
-void lx_seccomp_compile(lua_State *L, int idx, lx_seccomp *f);
+/* Compiles the OCI linux.seccomp table at `idx` with libseccomp into `f`,
+** through the cache of compiled filters in the folder `cache` (an
+** absolute path; NULL: none, see seccomp.c). Pushes exactly one value,
+** the userdata holding the BPF program, which must stay alive as long as
+** `f` is used. Raises on a bad profile or a relative `cache`. */
+void lx_seccomp_compile(lua_State *L, int idx, const char *cache,
+                        lx_seccomp *f);
 
 /* Installs the filters in the calling thread (needs no_new_privs or
 ** CAP_SYS_ADMIN). 0 or -1/errno. Async-signal-safe. */

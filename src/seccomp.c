@@ -9,14 +9,16 @@
 ** excludes are resolved by the Lua layer (luactr.spec.seccomp) beforehand.
 **
 ** libseccomp takes milliseconds to compile Docker's profile, every start.
-** So compiled filters can be kept in a folder, a file per profile, named
-** by a digest of the profile and of everything else the program depends
-** on; a file is only ever used after it has passed every check (its
-** owner and mode, its size, its layout, a digest over its content and
-** its key), and on any doubt the profile is compiled again.
+** So compiled filters can be kept in a folder that the caller names at
+** each compile (spawn's opts.seccomp_cache; whether there is one, and
+** where, is luactr.spec.seccomp's policy), a file per profile, named by
+** a digest of the profile and of everything else the program depends on;
+** a file is only ever used after it has passed every check (its owner
+** and mode, its size, its layout, a digest over its content and its
+** key), and on any doubt the profile is compiled again.
 **
-**   seccomp.compile(profile) -> BPF instructions, filters, from_cache
-**   seccomp.cache([folder])  -> sets (or, with none, clears) the folder
+**   seccomp.compile(profile, [{ cache = folder }])
+**                            -> BPF instructions, filters, from_cache
 **   seccomp.native_arch()    -> "SCMP_ARCH_X86_64", ...
 */
 #define _GNU_SOURCE
@@ -39,7 +41,6 @@
 #include "luactr.h"
 
 #define LX_SECCOMP_CTX "luactr.seccomp.ctx"
-#define LX_SECCOMP_CACHE "luactr.seccomp.cache"  /* registry: the folder */
 
 /* {====== names ====== */
 
@@ -813,20 +814,6 @@ static void cache_store(const char *dir, const uint8_t key[MAC_SIZE],
   free(buf);
 }
 
-/* Copies the cache folder set by seccomp.cache into `dir` (a copy: the
-** profile's metamethods could change the registry); false when there is
-** none, or it is too long. */
-static bool cache_dir(lua_State *L, char dir[PATH_MAX]) {
-  lua_getfield(L, LUA_REGISTRYINDEX, LX_SECCOMP_CACHE);
-  size_t n = 0;
-  const char *s = lua_tolstring(L, -1, &n);
-  bool ok = s && n < PATH_MAX;
-  if (ok)
-    memcpy(dir, s, n + 1);
-  lua_pop(L, 1);
-  return ok;
-}
-
 /* }------ */
 
 /* }====== */
@@ -855,17 +842,23 @@ static unsigned profile_flags(lua_State *L, int idx, const char *where) {
   return flags;
 }
 
-/* lx_seccomp_compile, through the cache when seccomp.cache set one;
-** returns whether the programs came from it. */
-static bool compile_cached(lua_State *L, int idx, lx_seccomp *f) {
+/* lx_seccomp_compile; returns whether the programs came from the cache. */
+static bool compile_cached(lua_State *L, int idx, const char *cache,
+                           lx_seccomp *f) {
   const char *where = "spawn: linux.seccomp";
   idx = lua_absindex(L, idx);
+  if (cache && cache[0] != '/')
+    luaL_error(L, "seccomp cache '%s': expected an absolute path", cache);
+  /* a copy: the profile's metamethods could let go of the string */
+  char dir[PATH_MAX];
+  bool cached = cache && strlen(cache) < sizeof dir;
+  if (cached)
+    strcpy(dir, cache);
   lx_checkkeys(L, idx, where, profile_keys);
   memset(f, 0, sizeof *f);
   f->flags = profile_flags(L, idx, where);
-  char dir[PATH_MAX];
   uint8_t key[MAC_SIZE];
-  bool keyed = cache_dir(L, dir) && profile_key(L, idx, key);
+  bool keyed = cached && profile_key(L, idx, key);
   bool hit = keyed && cache_load(L, dir, key, f);
   if (!hit) {
     compile_profile(L, idx, f, keyed);
@@ -876,8 +869,9 @@ static bool compile_cached(lua_State *L, int idx, lx_seccomp *f) {
   return hit;
 }
 
-void lx_seccomp_compile(lua_State *L, int idx, lx_seccomp *f) {
-  compile_cached(L, idx, f);
+void lx_seccomp_compile(lua_State *L, int idx, const char *cache,
+                        lx_seccomp *f) {
+  compile_cached(L, idx, cache, f);
 }
 
 /* }====== */
@@ -896,15 +890,26 @@ int lx_seccomp_load(const lx_seccomp *f) {
 
 /* {====== Lua bindings ====== */
 
-/* seccomp.compile(profile) -> number of BPF instructions, of filters,
-** whether they came from the cache
+/* seccomp.compile(profile, [{ cache = folder }]) -> number of BPF
+** instructions, of filters, whether they came from the cache
 ** Compiles an OCI linux.seccomp table as spawn would (through the cache
-** as spawn would), and raises where spawn would: a way to check a
-** profile without starting anything. */
+** in `folder`, an absolute path, as spawn's opts.seccomp_cache), and
+** raises where spawn would: a way to check a profile, or to fill the
+** cache, without starting anything. */
 static int l_compile(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
+  const char *cache = NULL;
+  if (!lua_isnoneornil(L, 2)) {
+    static const char *const known[] = {"cache", NULL};
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lx_checkkeys(L, 2, "seccomp.compile: opts", known);
+    int t = lua_getfield(L, 2, "cache");
+    if (t != LUA_TNIL && t != LUA_TSTRING)
+      luaL_argerror(L, 2, "cache: expected a folder");
+    cache = lua_tostring(L, -1);  /* anchored by the stack */
+  }
   lx_seccomp f;
-  bool hit = compile_cached(L, 1, &f);
+  bool hit = compile_cached(L, 1, cache, &f);
   int total = 0;
   for (int i = 0; i < f.n; i++)
     total += f.progs[i].len;
@@ -912,20 +917,6 @@ static int l_compile(lua_State *L) {
   lua_pushinteger(L, f.n);
   lua_pushboolean(L, hit);
   return 3;
-}
-
-/* seccomp.cache([folder])
-** Keeps compiled filters in `folder` (made, private, when first written)
-** for every later compile in this Lua state, spawn's included; with no
-** folder, compiles every time. The folder is policy: luactr.spec.seccomp
-** chooses it. */
-static int l_cache(lua_State *L) {
-  const char *dir = luaL_optstring(L, 1, NULL);
-  if (dir && dir[0] != '/')
-    luaL_argerror(L, 1, "expected an absolute path");
-  lua_settop(L, 1);
-  lua_setfield(L, LUA_REGISTRYINDEX, LX_SECCOMP_CACHE);
-  return 0;
 }
 
 /* seccomp.native_arch() -> the OCI name of this machine's architecture */
@@ -941,7 +932,6 @@ static int l_native_arch(lua_State *L) {
 
 static const luaL_Reg seccomp_funcs[] = {
   {"compile", l_compile},
-  {"cache", l_cache},
   {"native_arch", l_native_arch},
   {NULL, NULL},
 };

@@ -95,6 +95,7 @@ typedef struct spec {
   const char *cgroups[MAX_CGROUPS];  /* cgroup folders to join */
   int ncgroups;
   int cgfds[MAX_CGROUPS];        /* their cgroup.procs, opened by spawn */
+  const char *seccomp_cache;     /* the folder of compiled seccomp filters */
   pid_t target;                  /* join mode: the running container's PID 1 */
   long long target_start;        /* its start time (/proc stat), -1: unchecked */
   int targetfd;                  /* its pidfd, opened by spawn */
@@ -398,7 +399,8 @@ static void parse_linux(lua_State *L, int idx, spec *s) {
     lua_remove(L, -2);  /* the table; the list stays */
   }
   if (getfield(L, idx, "seccomp", LUA_TTABLE, "linux")) {
-    lx_seccomp_compile(L, lua_gettop(L), &s->seccomp);  /* pushes the BPF */
+    lx_seccomp_compile(L, lua_gettop(L), s->seccomp_cache,
+                       &s->seccomp);  /* pushes the BPF */
     lua_remove(L, -2);  /* the table; the program stays */
   }
   lua_remove(L, idx);  /* linux; the vectors and the program stay */
@@ -427,6 +429,8 @@ static void parse_spec(lua_State *L, spec *s) {
   lua_pop(L, 1);
   s->hostname = optstr(L, 1, "hostname", "spec");
   s->domainname = optstr(L, 1, "domainname", "spec");
+  if (lua_type(L, 2) == LUA_TTABLE)  /* before linux.seccomp is compiled */
+    s->seccomp_cache = optstr(L, 2, "seccomp_cache", "opts");
   if (getfield(L, 1, "linux", LUA_TTABLE, "spec"))
     parse_linux(L, lua_gettop(L), s);
   if (getfield(L, 1, "mounts", LUA_TTABLE, "spec"))
@@ -440,7 +444,7 @@ static void parse_spec(lua_State *L, spec *s) {
     static const char *const ok[] = {"init", "stdin", "forward_signals",
                                       "die_with_parent", "cgroups", "idmap_root",
                                       "join", "stdio",
-                                      "join_start", NULL};
+                                      "join_start", "seccomp_cache", NULL};
     luaL_checktype(L, 2, LUA_TTABLE);
     lx_checkkeys(L, 2, "spawn: opts", ok);
     s->init = optbool(L, 2, "init", "opts");
@@ -1349,7 +1353,9 @@ static const char *userns_start(const spec *s, pid_t pid, int syncfd,
 ** reuse; a process gone fails as "join container: No such process"),
 ** stdio ({in, out, err}: fds that become the container's 0, 1 and 2,
 ** for a monitor that holds the other ends; in -1: /dev/null; not with a
-** terminal).
+** terminal),
+** seccomp_cache (a folder, absolute, where linux.seccomp's compiled
+** filters are kept and looked up: see seccomp.compile).
 ** Every container's process execs the command through luactr-stage, the
 ** program "stage" beside this library (luactr-stage.c). */
 static int l_spawn(lua_State *L) {

@@ -347,11 +347,102 @@ describe("start and restart policies #root", function()
     assert.are.equal("exited", root.status(id))
   end)
 
+  -- the times of a container's lines of output, in seconds (logs -t)
+  local function line_times(root, id)
+    local _, out = root.luactr("logs -t " .. id)
+    local times = {}
+    for y, mo, d, h, mi, sec in out:gmatch("(%d+)%-(%d+)%-(%d+)T(%d+):(%d+):([%d.]+)Z") do
+      local whole = os.time({ year = tonumber(y), month = tonumber(mo), day = tonumber(d),
+        hour = tonumber(h), min = tonumber(mi), sec = 0 })
+      times[#times + 1] = whole + tonumber(sec)
+    end
+    return times
+  end
+
+  it("waits longer before each restart: 100, 200, then 400 ms", function()
+    local root = busybox_store()
+    local id = root.detach("--restart on-failure:3 busybox sh -c 'echo run; exit 1'")
+    assert.is_truthy(eventually(function()
+      return root.state(id).restarts == 3 and root.status(id) == "exited"
+    end, 20))
+    local t = line_times(root, id)
+    assert.are.equal(4, #t)
+    for i, least in ipairs({ 0.1, 0.2, 0.4 }) do
+      local gap = t[i + 1] - t[i]
+      assert.is_true(gap >= least, ("restart %d came %.3f s after the run before"):format(i, gap))
+    end
+  end)
+
+  it("says Restarting while it waits, and a stop then ends the wait at once", function()
+    local root = busybox_store()
+    local id = root.detach("--restart always busybox sh -c 'echo up; exit 1'")
+    -- five quick failures: the wait before the sixth run is 3.2 s
+    assert.is_truthy(eventually(function()
+      return root.state(id).restarts == 5 and root.status(id) == "restarting"
+    end, 20))
+    local _, ps = root.luactr("ps")
+    assert.matches(id:sub(1, 12) .. ".-Restarting %(1%)", ps)
+    local t0 = os.time()
+    assert.are.equal(0, (root.luactr("stop " .. id)))
+    assert.is_truthy(eventually(function() return root.status(id) == "exited" end, 1.5),
+      "the stop did not end the back-off")
+    assert.is_true(os.time() - t0 <= 2)
+    local _, before = root.luactr("logs " .. id)
+    os.execute("sleep 3.5")  -- past the end of the wait it cut short
+    local _, after = root.luactr("logs " .. id)
+    assert.are.equal(before, after)
+    assert.are.equal(5, root.state(id).restarts)
+    local _, ps_after = root.luactr("ps -a")
+    assert.matches(id:sub(1, 12) .. ".-Exited %(1%)", ps_after)
+  end)
+
   it("refuses a policy it does not know", function()
     local root = busybox_store()
     local st, _, err = root.luactr("run -d --restart sometimes busybox true")
     assert.are.equal(125, st)
     assert.matches("restart: expected no, always", err)
+  end)
+end)
+
+describe("the restart policy", function()
+  local monitor = require "luactr.runtime.monitor"
+
+  -- the delay restart_delay gives a container of policy `restart`
+  -- (retries), restarted `restarts` times, last after `backoff` ms,
+  -- whose run ended with `status` after `ran` ms
+  local function delay(restart, retries, restarts, backoff, status, ran)
+    return monitor.restart_delay({ detached = { restart = restart, retries = retries },
+      restarts = restarts, backoff = backoff }, status, ran or 50)
+  end
+
+  it("restarts always, unless-stopped alike, whatever the status", function()
+    assert.are.equal(100, delay("always", nil, 0, nil, 0))
+    assert.are.equal(100, delay("always", nil, 0, nil, 137))
+    assert.are.equal(100, delay("unless-stopped", nil, 0, nil, 0))
+    assert.is_nil(delay("no", nil, 0, nil, 1))
+    assert.is_nil(monitor.restart_delay({ detached = {} }, 1, 50))
+  end)
+
+  it("restarts on failure only, and then as often as the retries say", function()
+    assert.is_nil(delay("on-failure", 2, 0, nil, 0))
+    assert.are.equal(100, delay("on-failure", 2, 0, nil, 1))
+    assert.are.equal(200, delay("on-failure", 2, 1, 100, 1))
+    assert.is_nil(delay("on-failure", 2, 2, 200, 1))
+    -- no retries given: without end
+    assert.are.equal(60000, delay("on-failure", 0, 40, 60000, 1))
+  end)
+
+  it("doubles the wait up to a minute, and starts from 100 ms after a run of 10 s", function()
+    local waits, last = {}, nil
+    for restarts = 0, 11 do
+      last = delay("always", nil, restarts, last, 1)
+      waits[#waits + 1] = last
+    end
+    assert.are.same({ 100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600, 51200, 60000, 60000 }, waits)
+    assert.are.equal(100, delay("always", nil, 12, 60000, 1, 10000))
+    assert.are.equal(60000, delay("always", nil, 12, 60000, 1, 9999))
+    -- and doubles from there again
+    assert.are.equal(200, delay("always", nil, 13, 100, 1, 50))
   end)
 end)
 

@@ -25,21 +25,20 @@ local function write(path, text)
   f:close()
 end
 
-describe("core.seccomp.cache", function()
+describe("core.seccomp.compile's cache", function()
   local default = seccomp.resolve(seccomp.DEFAULT, spec.CAPABILITIES)
 
   it("compiles a profile once, then loads it, and again when its file is damaged", function()
     local dir = support.tmpdir() .. "/run/seccomp"
-    core.seccomp.cache(dir)
-    finally(function() core.seccomp.cache(nil) end)
-    local n, filters, cached = core.seccomp.compile(default)
+    local function compile(profile) return core.seccomp.compile(profile, { cache = dir }) end
+    local n, filters, cached = compile(default)
     assert.is_false(cached)
     assert.are.equal(1, #cache_files(dir))
-    assert.are.same({ n, filters, true }, { core.seccomp.compile(default) })
+    assert.are.same({ n, filters, true }, { compile(default) })
     -- another profile, another file
     local admin = seccomp.resolve(seccomp.DEFAULT, { "CAP_SYS_ADMIN" })
-    assert.is_false(select(3, core.seccomp.compile(admin)))
-    assert.is_true(select(3, core.seccomp.compile(admin)))
+    assert.is_false(select(3, compile(admin)))
+    assert.is_true(select(3, compile(admin)))
     assert.are.equal(2, #cache_files(dir))
     assert.are.equal(tonumber("700", 8), fs.stat(dir).mode & tonumber("777", 8))
     -- a truncated file is compiled over, and good again after
@@ -47,33 +46,40 @@ describe("core.seccomp.cache", function()
       local path = dir .. "/" .. name
       write(path, support.readfile(path):sub(1, 100))
     end
-    assert.are.same({ n, filters, false }, { core.seccomp.compile(default) })
-    assert.are.same({ n, filters, true }, { core.seccomp.compile(default) })
-    -- without a folder, nothing is kept
-    core.seccomp.cache(nil)
+    assert.are.same({ n, filters, false }, { compile(default) })
+    assert.are.same({ n, filters, true }, { compile(default) })
+    -- without a folder, nothing is kept, and the folder's file is not read
     assert.is_false(select(3, core.seccomp.compile(default)))
-    assert.is_false(select(3, core.seccomp.compile(default)))
+    assert.is_false(select(3, core.seccomp.compile(default, {})))
+    assert.is_true(select(3, compile(default)))
   end)
 
   it("raises on a profile it would raise on without the cache", function()
-    core.seccomp.cache(support.tmpdir())
-    finally(function() core.seccomp.cache(nil) end)
+    local opts = { cache = support.tmpdir() }
     local bad = { defaultAction = "SCMP_ACT_ALLOW",
       syscalls = { { names = { "mkdir" }, action = "SCMP_ACT_SOMETIMES" } } }
     for _ = 1, 2 do
-      assert.has_error(function() core.seccomp.compile(bad) end,
+      assert.has_error(function() core.seccomp.compile(bad, opts) end,
         "spawn: linux.seccomp.syscalls[1]: unknown action 'SCMP_ACT_SOMETIMES'")
     end
     bad.syscalls[1] = { names = { "mkdir" }, action = "SCMP_ACT_ERRNO", errnoRet = "x" }
-    assert.has_error(function() core.seccomp.compile(bad) end,
+    assert.has_error(function() core.seccomp.compile(bad, opts) end,
       "spawn: linux.seccomp.syscalls[1].errnoRet: expected an integer")
     bad.syscalls[1] = { names = { "mkdir" }, action = "SCMP_ACT_ERRNO", extra = 1 }
-    assert.has_error(function() core.seccomp.compile(bad) end,
+    assert.has_error(function() core.seccomp.compile(bad, opts) end,
       "spawn: linux.seccomp.syscalls[1]: unknown field 'extra'")
   end)
 
-  it("takes only an absolute folder", function()
-    assert.has_error(function() core.seccomp.cache("run/seccomp") end)
+  it("takes only an absolute folder, and no other option", function()
+    assert.has_error(function() core.seccomp.compile(default, { cache = "run/seccomp" }) end,
+      "seccomp cache 'run/seccomp': expected an absolute path")
+    assert.has_error(function() core.seccomp.compile(default, { cache = 1 }) end)
+    assert.has_error(function() core.seccomp.compile(default, { folder = "/tmp" }) end,
+      "seccomp.compile: opts: unknown field 'folder'")
+    local spec_of = { process = { args = { "/bin/true" } }, root = { path = "/" },
+      linux = { namespaces = { { type = "mount" } }, seccomp = default } }
+    assert.has_error(function() core.spawn(spec_of, { seccomp_cache = "run/seccomp" }) end,
+      "seccomp cache 'run/seccomp': expected an absolute path")
   end)
 end)
 
@@ -114,10 +120,25 @@ describe("the seccomp cache in luactr run #root", function()
     assert_filtered("loaded")
     assert.are.equal(ino, fs.stat(path).ino)  -- read, not written again
     -- it is the default profile's, as the library finds it
-    core.seccomp.cache(dir)
-    finally(function() core.seccomp.cache(nil) end)
-    local _, _, cached = core.seccomp.compile(seccomp.resolve(seccomp.DEFAULT, spec.CAPABILITIES))
+    local _, _, cached = core.seccomp.compile(seccomp.resolve(seccomp.DEFAULT, spec.CAPABILITIES),
+      { cache = dir })
     assert.is_true(cached)
+  end)
+
+  it("keeps the filter of a build step too, which a run of the image then loads", function()
+    local root = support.store_root()
+    finally(root.teardown)
+    local st, _, err = root.luactr("build recipes/hello.lua")  -- a `run` step
+    assert.are.equal(0, st, err)
+    dir = root.path .. "/run/seccomp"
+    local path = the_file()
+    local ino = fs.stat(path).ino
+    local out
+    st, out, err = root.luactr("run --rm busybox echo hi")
+    assert.are.equal(0, st, err)
+    assert.are.equal("hi\n", out)
+    assert.are.equal(ino, fs.stat(path).ino)
+    assert.are.equal(1, #cache_files(dir))
   end)
 
   it("never uses a damaged, forged or foreign file: it compiles again", function()

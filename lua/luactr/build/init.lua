@@ -271,7 +271,8 @@ local function run_step(step, root, config)
     -- the host's resolver, for apt-get and friends, as docker build does
     host_resolv = step.network ~= "none" and fs.stat("/etc/resolv.conf") ~= nil,
   }, user)
-  local proc, err, errno, where = core.spawn(s, { stdin = "null", forward_signals = true, die_with_parent = true })
+  local proc, err, errno, where = core.spawn(s, { stdin = "null", forward_signals = true,
+    die_with_parent = true, seccomp_cache = require("luactr.spec.seccomp").cache_dir() })
   if not proc then
     return nil, err, errors.spawn(where, errno)
   end

@@ -21,9 +21,6 @@ local fail = errors.fail
 
 local alive, runner_alive = state.alive, state.runner_alive
 
--- (until luactr.runtime.monitor asks luactr.runtime.state itself)
-M.runner_alive, M.exit_record = state.runner_alive, state.exit_record
-
 -- finish(store, id, [restarting]) -> state | nil: records the end of a
 -- detached container (run by its monitor's successor, see luactr.runtime.monitor,
 -- and by anyone who finds its monitor gone): exit code, OOMKilled, its
@@ -194,11 +191,12 @@ end
 
 -- mark_stopping(store, id, [pending]): leaves the file `stopping` in the
 -- container's folder before it is signalled: whoever would restart it
--- (its monitor's restart policy, luactr-monitor.c, and handle) reads it
--- and leaves it stopped. Final (empty) unless `pending`: then it names
--- this process ("PID START") and counts only while it lives, so that a
--- `stop` killed before it was done stops nothing; the stop makes it
--- final once done. `start` removes it.
+-- (its monitor's restart policy, luactr.runtime.monitor) reads it and
+-- leaves it stopped. Final (empty) unless `pending`: then it names this
+-- process ("PID START") and counts only while it lives, so that a `stop`
+-- killed before it was done stops nothing; the stop makes it final once
+-- done (an empty file also ends a restart's back-off at once,
+-- luactr-monitor.c). `start` removes it.
 function M.mark_stopping(store, id, pending)
   local text = ""
   if pending then

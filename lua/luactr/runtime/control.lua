@@ -72,7 +72,7 @@ end
 -- Once PID 1 has ended: the state as its runner or monitor records it
 -- (waiting for that one while it lives), or as a stale state reads. nil
 -- when the container is gone (run --rm). A monitor's exit record
--- (container.exit_record, when there is one) is as good as the state.
+-- (state.exit_record, when there is one) is as good as the state.
 local function recorded(s, id, st)
   local deadline = monotonic() + RECORD_WAIT
   local now = M.state(s, id)

@@ -111,12 +111,12 @@ function M.exec(o)
   end
   if not state.is_running(st) or not st.pid then not_running() end
   local s = exec_spec(store, id, o)
-  require("luactr.spec.seccomp").use_cache()  -- the filter its run compiled
   local proc, err, errno, step = core.spawn(s, {
     join = st.pid, join_start = st.pid_start,
     cgroups = cgroup_folders(st),
     stdin = (o.interactive or o.tty) and "inherit" or "null",
     forward_signals = true,
+    seccomp_cache = require("luactr.spec.seccomp").cache_dir(),  -- its run's filter
   })
   if not proc then
     if step == "exec" then raise(errors.spawn(step, errno), "%s", err) end

@@ -7,13 +7,17 @@
 -- it, while its memory is only its own few pages. The CLI waits for the
 -- monitor's "ok" (its attach socket listens) and returns.
 --
--- When the container ends the monitor records exit.json and execs Lua
--- once more (`handle`): to record the rest of the end (OOM, cgroup, --rm),
--- or to start the container again in place when its restart policy says
--- so — the process that restarts it execs a new monitor, so a restarted
--- container's monitor keeps its pid.
+-- When the container ends the monitor records how (exit.json) and execs
+-- Lua once more (`handle`), which holds every rule of what follows: the
+-- restart policy and its back-off (restart_delay), the rest of the end
+-- (OOM, cgroup, --rm). For a restart it records the decision (`ps` says
+-- Restarting), execs the monitor's back-off form, which waits natively
+-- (a stop that is done cuts it short) and hands back, and then starts the
+-- container again in place: the process that restarts it execs a new
+-- monitor, so a restarted container's monitor keeps its pid throughout.
 local cgroup = require "luactr.runtime.cgroup"
 local container = require "luactr.runtime.containers"
+local state = require "luactr.runtime.state"
 local core = require "luactr.core"
 local errors = require "luactr.errors"
 
@@ -96,13 +100,13 @@ local function become_monitor(store, st, ready, restarts)
     mine.stderr, theirs.stderr = must("pipe", sys.pipe())
     stdio = { theirs.stdin or -1, theirs.stdout, theirs.stderr }
   end
-  require("luactr.spec.seccomp").use_cache()  -- as run's
   -- (luactr.runtime.userns: with --userns=remap, the root's owners)
   local proc, err, errno, step = require("luactr.runtime.userns").spawn(s, {
     init = d.init,
     stdio = stdio,
     die_with_parent = true,
     cgroups = cg:folders(),
+    seccomp_cache = require("luactr.spec.seccomp").cache_dir(),  -- as run's
   }, store:container_dir(id))
   closeall(theirs)
   if not proc then
@@ -126,9 +130,6 @@ local function become_monitor(store, st, ready, restarts)
     "pidfd=" .. proc.pidfd,
     "lua=" .. interpreter(),
     "code=" .. handler_code(id),
-    "restart=" .. (d.restart or "no"),
-    "retries=" .. (d.retries or 0),
-    "restarts=" .. restarts,
     "log_max=" .. (d.log_max or 0),
     "log_files=" .. (d.log_files or 1),
     "wait_attach=" .. (d.wait_attach and restarts == 0 and 1 or 0),
@@ -166,18 +167,22 @@ function M.start(store, id)
   local st = store:read_state(id)
   if container.damage(st) then fail("%s", container.damage(st)) end
   if not st or not st.detached then fail("container %s cannot be started", id:sub(1, 12)) end
-  if st.status ~= "created" then
+  if not state.is_created(st) then
     -- the monitor of its last run records that run's end, and its
     -- cgroup goes with it: that is done before anything of this run is
     -- made (or it would take this run's cgroup for its own)
     for _ = 1, 500 do
-      if not container.runner_alive(st) then break end
+      if not state.runner_alive(st) then break end
       sys.sleep(0.02)
     end
-    if container.runner_alive(st) then
+    if state.runner_alive(st) then
       fail("container %s is still ending its last run", id:sub(1, 12))
     end
     st = container.finish(store, id) or fail("no such container: %s", id)
+    if st.backoff then  -- a start by hand starts the back-off afresh
+      st.backoff = nil
+      store:write_state(id, st)
+    end
   end
   if #M.socket(store, id) >= 108 then
     fail("the run folder %s is too long for a socket", M.run_dir(store, id))
@@ -208,40 +213,135 @@ function M.start(store, id)
   errors.raise(tonumber(status) or errors.FAILED, "%s", msg)
 end
 
--- The monitor writes exit.json before it hands over, and passes the end
--- in LUACTR_MONITOR_EXIT ("how code") too: on a full store its write
--- fails, and the exit is recorded here, from the store's reserve.
-local function record_exit(store, id, event)
-  local how, code = (os.getenv("LUACTR_MONITOR_EXIT") or ""):match("^(%a+) (%d+)$")
-  sys.setenv("LUACTR_MONITOR_EXIT", nil)
-  if not how or container.exit_record(store, id) then return end
-  local st = store:read_state(id)
-  if not st or st.damaged then return end
-  pcall(store.write_record, store, "write exit", store:container_dir(id) .. "/exit.json",
-    require("luactr.json").encode({ how = how, code = tonumber(code),
-      finished = os.date("!%Y-%m-%dT%H:%M:%SZ"), restarting = event == "restart",
-      restarts = st.restarts or 0 }) .. "\n")
+-- {====== restart policies ======
+
+-- Docker's back-off: 100 ms before the first restart, doubling up to a
+-- minute; a run that lasted 10 s starts it from 100 ms again.
+local FIRST_DELAY, MAX_DELAY, STEADY_RUN = 100, 60000, 10000
+
+-- restart_delay(st, status, ran) -> milliseconds | nil: whether the
+-- detached container of state `st` (st.detached: restart, retries;
+-- st.restarts: how often it was restarted; st.backoff: the last delay)
+-- whose run ended with `status` after `ran` ms is started again, and
+-- after how long; nil when it stays ended. Docker's policies: "no";
+-- "always" and "unless-stopped" (the same here: there is no daemon that
+-- restarts); "on-failure" for a status other than 0, with `retries`
+-- restarts at most when it is not 0. A stop is not seen here (handle).
+function M.restart_delay(st, status, ran)
+  local d = st.detached or {}
+  local policy = d.restart or "no"
+  if policy == "no" then return nil end
+  if policy == "on-failure" then
+    local retries = d.retries or 0
+    if status == 0 or (retries > 0 and (st.restarts or 0) >= retries) then return nil end
+  end
+  local last = math.type(st.backoff) == "integer" and st.backoff > 0 and st.backoff
+  if not last or ran >= STEADY_RUN then return FIRST_DELAY end
+  return math.min(last * 2, MAX_DELAY)
 end
 
--- handle(id): run by the monitor's exec once the container ended (see
--- the top); LUACTR_MONITOR_EVENT says what to do.
-function M.handle(id)
-  local event = os.getenv("LUACTR_MONITOR_EVENT")
-  local restarts = tonumber(os.getenv("LUACTR_MONITOR_RESTARTS")) or 0
-  sys.setenv("LUACTR_MONITOR_EVENT", nil)
-  sys.setenv("LUACTR_MONITOR_RESTARTS", nil)
-  local store = require("luactr.storage").open()
-  record_exit(store, id, event)
-  -- a `stop` that came while the monitor handed over still wins
-  if event == "restart" and container.stopping(store, id) then
-    event = "exited"
+-- }======
+
+-- {====== what follows the end ======
+
+-- Takes the variable `name` out of the environment (the processes this
+-- one starts are not to see it); its value.
+local function take(name)
+  local v = os.getenv(name)
+  sys.setenv(name, nil)
+  return v
+end
+
+local function write_exit(store, id, ex)
+  store:write_record("write exit", store:container_dir(id) .. "/exit.json",
+    require("luactr.json").encode(ex) .. "\n")
+end
+
+-- The record of the run that ended (exit.json, as state.exit_record
+-- reads it) and how long the run lasted (ms). The monitor writes it
+-- before it hands over, and passes the end in LUACTR_MONITOR_EXIT ("how
+-- code ran") too: on a full store its write fails, and the end is
+-- recorded here, from the store's reserve. Nil when it is not known.
+local function last_run(store, id)
+  local how, code, ran = (take("LUACTR_MONITOR_EXIT") or ""):match("^(%a+) (%d+) (%d+)$")
+  ran = tonumber(ran) or 0
+  local ex = state.exit_record(store, id)
+  if ex or not how then return ex, ran end
+  local st = store:read_state(id)
+  if not st or st.damaged then return nil, ran end
+  ex = { how = how, code = tonumber(code), finished = os.date("!%Y-%m-%dT%H:%M:%SZ") }
+  pcall(write_exit, store, id, ex)
+  return ex, ran
+end
+
+-- Records in exit.json (its record `ex`) whether a restart is pending:
+-- `ps` says Restarting while it is (luactr.runtime.state). Raises when it
+-- cannot.
+local function pending(store, id, ex, yes)
+  ex.restarting = yes
+  write_exit(store, id, ex)
+end
+
+-- Execs the monitor's back-off form (luactr-monitor.c): it waits `delay`
+-- ms, or less once a stop is done, and runs `handle` again ("waited").
+-- Returns only when it cannot.
+local function back_off(store, id, delay)
+  sys.exec(program(), {
+    "luactr-monitor",
+    "dir=" .. store:container_dir(id),
+    "wait=" .. delay,
+    "lua=" .. interpreter(),
+    "code=" .. handler_code(id),
+  }, {})
+end
+
+-- The container ended ("exited"): its restart policy decides. A restart
+-- is recorded before the back-off (exit.json's `restarting`, for `ps`;
+-- the delay, for the next one); a stop at work, or done, keeps it ended.
+local function ended(store, id)
+  local ex, ran = last_run(store, id)
+  local st = store:read_state(id)
+  local delay = ex and st and not st.damaged and st.detached
+    and not container.stopping(store, id)
+    and M.restart_delay(st, ex.how == "signal" and 128 + ex.code or ex.code, ran)
+  if delay then
+    st.backoff = delay
+    ex.restarts = st.restarts or 0
+    if pcall(store.write_state, store, id, st) and pcall(pending, store, id, ex, true) then
+      back_off(store, id, delay)
+      pcall(pending, store, id, ex, false)  -- it could not wait: it ends here
+    end
   end
-  local st = container.finish(store, id, event == "restart")
-  if event ~= "restart" or not st or st.damaged then sys.exit(0) end
-  st.restarts = restarts
+  container.finish(store, id)
+  sys.exit(0)
+end
+
+-- The back-off is over ("waited"): started again, unless a stop came
+-- meanwhile (or one at work has not finished), which wins.
+local function waited(store, id)
+  if container.stopping(store, id) then
+    local ex = state.exit_record(store, id)
+    if ex then pcall(pending, store, id, ex, false) end
+    container.finish(store, id)
+    sys.exit(0)
+  end
+  local st = container.finish(store, id, true)
+  if not st or st.damaged then sys.exit(0) end
+  st.restarts = (st.restarts or 0) + 1
   store:write_state(id, st)
-  local ok, err = pcall(become_monitor, store, st, nil, restarts)
+  become_monitor(store, st, nil, st.restarts)
+end
+
+-- handle(id): run by the monitor's exec, once the container ended
+-- (LUACTR_MONITOR_EVENT=exited) and after a back-off ("waited"); see
+-- the top. Ends this process, or makes it the container's new monitor.
+function M.handle(id)
+  local event = take("LUACTR_MONITOR_EVENT")
+  local store = require("luactr.storage").open()
+  local ok, err = pcall(event == "waited" and waited or ended, store, id)
   die(nil, ok and "monitor: returned" or err)
 end
+
+-- }======
 
 return M

@@ -137,7 +137,6 @@ end
 local function execute(o, started, made)
   local user = errors.within("run", users.resolve, o.rootfs, o.user)
   local s = spec.build(o, user)
-  seccomp.use_cache()  -- spawn loads the filter compiled by an earlier run
   local claim <close> = not made and cgroup.claim(o.id, cgroup.records()) or nil
   -- its cgroup first: the container joins it before it runs anything
   local cg = make_cgroup(o, made or function(paths) claim:planned(paths) end)
@@ -149,6 +148,7 @@ local function execute(o, started, made)
       stdin = (o.interactive or o.tty) and "inherit" or "null",
       forward_signals = true,
       cgroups = cg:folders(),
+      seccomp_cache = seccomp.cache_dir(),  -- the filter an earlier run compiled
     })
     if not proc then errors.raise(errors.spawn(step, errno), "run: %s", err) end
     if started then started(proc) end

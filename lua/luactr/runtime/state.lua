@@ -121,7 +121,9 @@ function M.runner_alive(st)
 end
 
 -- exit_record(store, id) -> what a detached container's monitor wrote
--- when it ended (exit.json: how, code, finished, restarting), or nil.
+-- when it ended (exit.json: how, code, finished; `restarting` and
+-- `restarts` once its restart policy decided, see luactr.runtime.monitor),
+-- or nil.
 function M.exit_record(store, id)
   local text = core.fs.read(store:container_dir(id) .. "/exit.json")
   local ex = text and json.decode(text)
@@ -208,10 +210,12 @@ function M.read(store, id)
     adopt(st, procs)
   elseif running and not M.alive(st) then
     local ex = st.monitor and M.exit_record(store, id)
-    if not ex and M.runner_alive(st) and st.runner ~= core.sys.getpid() then
+    if (not ex or ex.restarting == nil) and M.runner_alive(st)
+       and st.runner ~= core.sys.getpid() then
       -- its PID 1 has ended and the process that records the end (its
-      -- monitor, which drains its output first, or the attached `luactr
-      -- run`) is at it: until that is done, it has not exited yet
+      -- monitor, which drains its output first and then decides on a
+      -- restart, or the attached `luactr run`) is at it: until that is
+      -- done, it has not exited yet
       return st
     end
     st.status = M.EXITED

@@ -9,7 +9,7 @@
 --
 --   local p = seccomp.load("/etc/profile.json")       -- or seccomp.DEFAULT
 --   spec.linux.seccomp = seccomp.resolve(p, spec.process.capabilities.bounding)
---   seccomp.use_cache()   -- keep compiled filters (see cache_dir)
+--   seccomp.cache_dir()   -- where compiled filters are kept, for spawn
 local check = require "luactr.check"
 
 local M = {}
@@ -338,11 +338,18 @@ end
 
 -- {====== the cache of compiled filters ======
 
--- cache_dir() -> where compiled filters are kept: seccomp/ in the run
--- root, which is LUACTR_RUNROOT, else run/ under LUACTR_ROOT when only
--- that is set, else /run/luactr. A tmpfs by default, so a reboot (a new
--- kernel, a new libseccomp) starts it afresh; the key of each filter
--- holds those and the profile anyway (see src/seccomp.c).
+-- cache_dir() -> the folder for spawn's opts.seccomp_cache (and
+-- core.seccomp.compile's `cache`), or nil for none. Every start goes
+-- through it (run, run -d and its restarts, exec, build steps):
+-- compiling Docker's profile with libseccomp costs milliseconds, every
+-- start, and loading it from the cache some tens of microseconds; and a
+-- kept filter is compiled into the one that is cheapest to install.
+-- It is seccomp/ in the run root, which is LUACTR_RUNROOT, else run/
+-- under LUACTR_ROOT when only that is set, else /run/luactr: a tmpfs by
+-- default, so a reboot (a new kernel, a new libseccomp) starts it
+-- afresh; the key of each filter holds those and the profile anyway (see
+-- src/seccomp.c). Nothing is evicted: a file per profile and build of
+-- luactr, a few KiB each. A relative run root has none.
 function M.cache_dir()
   local runroot = os.getenv("LUACTR_RUNROOT")
   if not runroot or runroot == "" then
@@ -351,17 +358,6 @@ function M.cache_dir()
   end
   if runroot:sub(1, 1) ~= "/" then return nil end  -- relative: no cache
   return runroot .. "/seccomp"
-end
-
--- use_cache([dir]): spawn (and core.seccomp.compile) keep the filters
--- they compile in `dir` (cache_dir() by default) and load them from
--- there when the same profile comes again: compiling Docker's profile
--- with libseccomp costs milliseconds, every start, and loading it some
--- tens of microseconds; and a kept filter is compiled into the one that
--- is cheapest to install. use_cache(false) compiles every time.
-function M.use_cache(dir)
-  if dir == nil then dir = M.cache_dir() end
-  require("luactr.core").seccomp.cache(dir or nil)
 end
 
 -- }======

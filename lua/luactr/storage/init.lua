@@ -948,7 +948,7 @@ local STATE = {
   autoremove = check.boolean, monitor = check.boolean, stale = check.boolean,
   OOMKilled = check.boolean,
   pid = positive, pid_start = check.integer, runner = positive, runner_start = check.integer,
-  exit_code = check.integer, restarts = check.integer,
+  exit_code = check.integer, restarts = check.integer, backoff = check.integer,
   cgroups = check.map(check.string), cgroup_parents = check.array(check.string),
   cgroup_parent = check.string, stop_signal = check.either(check.string, check.integer),
   detached = check.open_record({
