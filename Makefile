@@ -86,6 +86,7 @@ asan:
 bench: all
 	$(LUA) bench/bench.lua
 	$(LUA) bench/detached.lua
+	$(LUA) bench/copy.lua
 
 # The installed bin/luactr's shebang: LUA's absolute path, found at install
 # time (no exec of env at each start).

@@ -185,13 +185,7 @@ local function warm_up(c)
   end
 end
 
--- The q-quantile of sorted xs, interpolating between neighbours.
-local function quantile(xs, q)
-  local pos = 1 + (#xs - 1) * q
-  local lo = math.floor(pos)
-  local hi = math.min(lo + 1, #xs)
-  return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-end
+local quantile = lib.quantile
 
 local function first_line(argv)
   local ok, out = capture(argv)

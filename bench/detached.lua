@@ -23,12 +23,7 @@ local PODMAN_N = 5
 
 local q = lib.quote
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("a")
-  local ok = p:close()
-  return ok, out
-end
+local sh = lib.sh
 
 local function must(cmd)
   local ok, out = sh(cmd)

@@ -34,4 +34,21 @@ function lib.read_file(path)
   return s
 end
 
+-- sh(cmd) -> ok, output: a shell command line, stdout and stderr
+-- together. For setup and checks, never timed.
+function lib.sh(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1"))
+  local out = p:read("a")
+  local ok = p:close()
+  return ok, out
+end
+
+-- The q-quantile of sorted xs, interpolating between neighbours.
+function lib.quantile(xs, q)
+  local pos = 1 + (#xs - 1) * q
+  local lo = math.floor(pos)
+  local hi = math.min(lo + 1, #xs)
+  return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+end
+
 return lib

@@ -14,14 +14,18 @@
 #include <limits.h>
 #include <linux/fs.h>
 #include <linux/magic.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "luactr.h"
@@ -107,6 +111,100 @@ static int write_all(int fd, const char *p, size_t n) {
     n -= (size_t)w;
   }
   return 0;
+}
+
+/* }====== */
+
+/* {====== beneath a root ====== */
+
+/*
+** A path that comes from an image (or from a recipe's folder) is never
+** trusted as a string: a symlink in it could name anything on the host.
+** It is resolved with openat2(RESOLVE_IN_ROOT), as if the process were
+** chrooted into `root`: "..", absolute links and links that climb all
+** stay inside it.
+*/
+
+#define MAX_HOPS 40  /* symlinks followed by mkdirs_in, as the kernel's */
+
+/* Opens folder `path` beneath `rootfd`, making what is missing of it as
+** mkdir -p run chrooted into the root would: each prefix is resolved
+** beneath the root, so a link on the way leads only inside it, and a
+** dangling one gets the folders its target names (an image's /srv ->
+** /data/srv without /data: /data and /data/srv are made). `*hops`
+** counts the links followed. Returns an O_RDONLY|O_DIRECTORY fd, or -1
+** with errno: ENOTDIR for a non-folder on the way, ELOOP past MAX_HOPS
+** links. */
+static int mkdirs_in(int rootfd, const char *path, mode_t mode, int *hops) {
+  int fd = lx_openat_in_root(rootfd, path, O_RDONLY | O_DIRECTORY);
+  if (fd >= 0 || errno != ENOENT)
+    return fd;
+  size_t len = strlen(path);
+  char *buf = malloc(len + 1), *link = NULL;
+  if (!buf)
+    return -1;
+  memcpy(buf, path, len + 1);
+  int parent = -1, err = 0;
+  for (size_t i = 0;;) {
+    while (buf[i] == '/')
+      i++;
+    if (!buf[i])
+      break;
+    size_t start = i;
+    while (buf[i] && buf[i] != '/')
+      i++;
+    char saved = buf[i];
+    buf[i] = '\0';
+    int at = parent >= 0 ? parent : rootfd;
+    int next = lx_openat_in_root(rootfd, buf, O_RDONLY | O_DIRECTORY);
+    if (next < 0 && errno == ENOENT &&
+        (mkdirat(at, buf + start, mode) == 0 || errno == EEXIST))
+      next = lx_openat_in_root(rootfd, buf, O_RDONLY | O_DIRECTORY);
+    if (next < 0 && errno == ENOENT) {
+      /* there, yet not found: a dangling link, made through */
+      free(link);
+      link = malloc(PATH_MAX + start + 1);
+      ssize_t n = -1;
+      if (!link)
+        errno = ENOMEM;
+      else if (++*hops > MAX_HOPS)
+        errno = ELOOP;
+      else if ((n = readlinkat(at, buf + start, link + start, PATH_MAX)) >= 0 &&
+               n == PATH_MAX)
+        errno = ENAMETOOLONG, n = -1;
+      if (n >= 0) {
+        /* a relative target goes on from the link's folder */
+        link[start + (size_t)n] = '\0';
+        const char *target = link + start;
+        if (*target != '/') {
+          memcpy(link, buf, start);
+          target = link;
+        }
+        next = mkdirs_in(rootfd, target, mode, hops);
+        if (next >= 0) {
+          close(next);
+          next = lx_openat_in_root(rootfd, buf, O_RDONLY | O_DIRECTORY);
+        }
+      }
+    }
+    buf[i] = saved;
+    if (next < 0) {
+      err = errno;
+      break;
+    }
+    if (parent >= 0)
+      close(parent);
+    parent = next;
+  }
+  free(buf);
+  free(link);
+  if (err) {
+    if (parent >= 0)
+      close(parent);
+    errno = err;
+    return -1;
+  }
+  return parent >= 0 ? parent : lx_openat_in_root(rootfd, "/", O_RDONLY | O_DIRECTORY);
 }
 
 /* }====== */
@@ -231,12 +329,35 @@ static int mkdirs(char *path, mode_t mode) {
   return -1;
 }
 
-/* fs.mkdirs(path, [mode=0755]) -> true | nil, err, errno: mkdir -p.
-** Folders that exist are fine; a non-folder in the way is ENOTDIR. */
+/* fs.mkdirs(path, [mode=0755], [{root = dir}]) -> true | nil, err, errno:
+** mkdir -p. Folders that exist are fine; a non-folder in the way is
+** ENOTDIR. With `root`, `path` is a path in that root filesystem, made
+** as if chrooted into it (see mkdirs_in): no link leads out of it. */
 static int l_mkdirs(lua_State *L) {
   size_t n;
   const char *path = luaL_checklstring(L, 1, &n);
   mode_t mode = (mode_t)luaL_optinteger(L, 2, 0755);
+  const char *root = NULL;
+  if (!lua_isnoneornil(L, 3)) {
+    static const char *const known[] = {"root", NULL};
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lx_checkkeys(L, 3, "fs.mkdirs", known);
+    lua_getfield(L, 3, "root");
+    root = luaL_optstring(L, -1, NULL);
+  }
+  if (root) {
+    int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+      return fail(L, "mkdirs", root, errno);
+    int hops = 0;
+    int fd = mkdirs_in(rootfd, path, mode, &hops);
+    int err = errno;
+    close(rootfd);
+    if (fd < 0)
+      return fail(L, "mkdirs", path, err);
+    close(fd);
+    return ok(L);
+  }
   char buf[PATH_MAX];
   if (n >= sizeof buf)
     return fail(L, "mkdirs", path, ENAMETOOLONG);
@@ -993,46 +1114,84 @@ static int l_shift_owner(lua_State *L) {
 
 /*
 ** A tree is copied entry by entry on fds, as `cp -a` would: mode, owner,
-** times and symlinks kept, device nodes and fifos made anew, file data
-** shared by reflink (FICLONE) when the filesystem can, else copied in the
-** kernel with copy_file_range, else read and written. Hard links become
-** separate files; extended attributes are not copied.
+** times, extended attributes (of files and folders) and symlinks kept,
+** hard links within the copy kept as hard links, device nodes and fifos
+** made anew. File data is shared by reflink (FICLONE) when both sides
+** are on one filesystem that can, else copied in the kernel
+** (copy_file_range, then sendfile), else read and written. Every write
+** is checked: a full disk fails the copy, never leaves a short file.
+**
+** With `from` and `to`, each side is resolved beneath its folder as in a
+** chroot (RESOLVE_IN_ROOT), so that no link in a recipe's folder or in
+** an image leads the copy out of it; below the top nothing is followed.
 */
 
 typedef struct copyopts {
-  bool owner;  /* force uid/gid */
+  bool owner;     /* force uid/gid */
   uid_t uid;
   gid_t gid;
-  bool mode;   /* force the permission bits of files and folders */
+  bool mode;      /* force the permission bits of files (and folders) */
   mode_t perm;
+  bool dir_mode;  /* force those of folders */
+  mode_t dir_perm;
+  bool replace;   /* a non-folder in the way of a folder is replaced */
+  bool special;   /* devices, fifos and sockets are copied, not refused */
 } copyopts;
 
-static int copy_data(int in, int out) {
-  if (ioctl(out, FICLONE, in) == 0)
-    return 0;
-  bool kernel = true;
-  for (;;) {
-    ssize_t n;
-    if (kernel) {
-      n = copy_file_range(in, NULL, out, NULL, 1 << 30, 0);
-      if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
-                    errno == EOPNOTSUPP || errno == EPERM)) {
-        kernel = false;  /* nothing was copied yet by a failed call */
-        continue;
-      }
-    } else {
-      char buf[65536];
-      n = read(in, buf, sizeof buf);
-      if (n > 0 && write_all(out, buf, (size_t)n) < 0)
-        return -1;
-    }
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0)
-      return -1;
-    if (n == 0)
-      return 0;
+/* The hard links met: a source file with more than one link, by (dev,
+** ino), and the path of its copy, relative to the copy's top folder. An
+** open-addressing table, kept at most half full. */
+typedef struct hardlink {
+  dev_t dev;
+  ino_t ino;
+  char *path;  /* NULL: a free slot */
+} hardlink;
+
+typedef struct linkmap {
+  hardlink *v;
+  size_t cap, n;  /* cap: a power of two, or 0 */
+} linkmap;
+
+static size_t link_slot(const linkmap *m, dev_t dev, ino_t ino) {
+  uint64_t h = ((uint64_t)ino ^ ((uint64_t)dev << 32)) * 0x9E3779B97F4A7C15ull;
+  size_t i = (size_t)(h >> 32) & (m->cap - 1);
+  while (m->v[i].path && (m->v[i].dev != dev || m->v[i].ino != ino))
+    i = (i + 1) & (m->cap - 1);
+  return i;
+}
+
+/* The copy of (dev, ino) made so far, or NULL. */
+static const char *link_find(const linkmap *m, dev_t dev, ino_t ino) {
+  return m->cap ? m->v[link_slot(m, dev, ino)].path : NULL;
+}
+
+/* Records `path` as the copy of (dev, ino); false when out of memory. */
+static bool link_add(linkmap *m, dev_t dev, ino_t ino, const char *path) {
+  if ((m->n + 1) * 2 > m->cap) {
+    linkmap bigger = {NULL, m->cap ? m->cap * 2 : 64, m->n};
+    if (!(bigger.v = calloc(bigger.cap, sizeof *bigger.v)))
+      return false;
+    for (size_t i = 0; i < m->cap; i++)
+      if (m->v[i].path)
+        bigger.v[link_slot(&bigger, m->v[i].dev, m->v[i].ino)] = m->v[i];
+    free(m->v);
+    *m = bigger;
   }
+  char *copy = strdup(path);
+  if (!copy)
+    return false;
+  size_t i = link_slot(m, dev, ino);
+  m->v[i].dev = dev;
+  m->v[i].ino = ino;
+  m->v[i].path = copy;
+  m->n++;
+  return true;
+}
+
+static void link_free(linkmap *m) {
+  for (size_t i = 0; i < m->cap; i++)
+    free(m->v[i].path);
+  free(m->v);
 }
 
 /* The walk of a copy: both paths, for the message; the failure names the
@@ -1041,9 +1200,14 @@ typedef struct copyctx {
   copyopts o;
   walk src, dst;
   walk *failed;
+  int top;           /* the folder the copy is made in, and where */
+  size_t top_len;    /* dst.path goes on from it (for hard links) */
+  linkmap links;
   bool top_made;     /* the folder the copy goes into, once made: */
   dev_t top_dev;     /* met again in the source, it is a copy into */
   ino_t top_ino;     /* itself, which would never end */
+  bool no_kernel;    /* FICLONE and copy_file_range are refused */
+  dev_t no_kernel_dev;  /* from this source filesystem */
 } copyctx;
 
 static int fail_src(copyctx *c, const char *op, int err) {
@@ -1056,15 +1220,117 @@ static int fail_dst(copyctx *c, const char *op, int err) {
   return walk_fail(&c->dst, op, err);
 }
 
-/* Sets owner, mode (not of symlinks) and times of `name` beneath `dfd`
-** (or of `fd` when >= 0), as the source `st` had them or the options
-** say. The owner goes first: chown clears setuid bits, chmod sets them. */
-static int copy_meta(int dfd, const char *name, int fd, const struct stat *st,
-                     copyctx *c) {
+/* Copies the data of file `in` (on device `dev`) into the empty file
+** `out`. 0, or -1 with errno. */
+static int copy_data(int in, int out, dev_t dev, copyctx *c) {
+  /* 0: copy_file_range, 1: sendfile, 2: read and write */
+  int how = c->no_kernel && c->no_kernel_dev == dev ? 1 : 0;
+  if (how == 0 && ioctl(out, FICLONE, in) == 0)
+    return 0;
+  for (;;) {
+    ssize_t n;
+    if (how == 0) {
+      n = copy_file_range(in, NULL, out, NULL, 1 << 30, 0);
+      if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+                    errno == EOPNOTSUPP || errno == EPERM)) {
+        /* nothing was copied yet by a failed call; and the next file
+        ** from there will be refused alike: not asked again */
+        how = 1;
+        c->no_kernel = true;
+        c->no_kernel_dev = dev;
+        continue;
+      }
+    } else if (how == 1) {
+      n = sendfile(out, in, NULL, 1 << 30);
+      if (n < 0 && (errno == EINVAL || errno == ENOSYS)) {
+        how = 2;
+        continue;
+      }
+    } else {
+      char buf[65536];
+      n = read(in, buf, sizeof buf);
+      if (n > 0 && write_all(out, buf, (size_t)n) < 0)
+        return -1;
+    }
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return (int)n;
+  }
+}
+
+/* Copies the extended attributes of `in` to `out` (a file or a folder
+** each). A source filesystem without them has none to copy. */
+static int copy_xattrs(int in, int out, copyctx *c) {
+  char *names = NULL, *value = NULL;
+  size_t cap = 0;
+  int r = 0;
+  ssize_t len;
+  for (;;) {
+    if ((len = flistxattr(in, NULL, 0)) <= 0)
+      break;
+    char *p = realloc(names, (size_t)len);
+    if (!p) {
+      r = fail_src(c, "listxattr", ENOMEM);
+      goto done;
+    }
+    names = p;
+    if ((len = flistxattr(in, names, (size_t)len)) >= 0 || errno != ERANGE)
+      break;  /* ERANGE: one was added meanwhile */
+  }
+  if (len < 0) {
+    if (errno != ENOTSUP)
+      r = fail_src(c, "listxattr", errno);
+    goto done;
+  }
+  for (const char *name = names; name < names + len; name += strlen(name) + 1) {
+    ssize_t n;
+    for (;;) {
+      if ((n = fgetxattr(in, name, NULL, 0)) < 0)
+        break;
+      if ((size_t)n > cap) {
+        char *p = realloc(value, (size_t)n);
+        if (!p) {
+          r = fail_src(c, "getxattr", ENOMEM);
+          goto done;
+        }
+        value = p;
+        cap = (size_t)n;
+      }
+      if ((n = fgetxattr(in, name, value, cap)) >= 0 || errno != ERANGE)
+        break;
+    }
+    if (n < 0 && errno == ENODATA)
+      continue;  /* removed meanwhile */
+    if (n < 0) {
+      r = fail_src(c, "getxattr", errno);
+      goto done;
+    }
+    if (fsetxattr(out, name, value, (size_t)n, 0) < 0) {
+      r = fail_dst(c, "setxattr", errno);
+      goto done;
+    }
+  }
+done:
+  free(names);
+  free(value);
+  return r;
+}
+
+/* Sets owner, extended attributes (from `in`, when >= 0), mode (not of
+** symlinks) and times of `name` beneath `dfd` (or of `fd` when >= 0),
+** as the source `st` had them or the options say. The owner goes first
+** (chown clears setuid bits and file capabilities), the times last. */
+static int copy_meta(int dfd, const char *name, int fd, int in,
+                     const struct stat *st, copyctx *c) {
   const copyopts *o = &c->o;
   uid_t uid = o->owner ? o->uid : st->st_uid;
   gid_t gid = o->owner ? o->gid : st->st_gid;
-  mode_t perm = o->mode ? o->perm : st->st_mode & 07777;
+  mode_t perm = st->st_mode & 07777;
+  if (S_ISDIR(st->st_mode) && o->dir_mode)
+    perm = o->dir_perm;
+  else if (o->mode)
+    perm = o->perm;
   struct stat now;
   int r = fd >= 0 ? fstat(fd, &now) : fstatat(dfd, name, &now, AT_SYMLINK_NOFOLLOW);
   if (r < 0)
@@ -1075,6 +1341,8 @@ static int copy_meta(int dfd, const char *name, int fd, const struct stat *st,
     if (r < 0)
       return fail_dst(c, "chown", errno);
   }
+  if (in >= 0 && fd >= 0 && copy_xattrs(in, fd, c) < 0)
+    return -1;
   if (!S_ISLNK(st->st_mode)) {
     r = fd >= 0 ? fchmod(fd, perm) : fchmodat(dfd, name, perm, 0);
     if (r < 0)
@@ -1103,84 +1371,116 @@ static int make_room(int dfd, const char *name, copyctx *c) {
 static int copy_entry(int sfd, const char *sname, int dfd, const char *dname,
                       copyctx *c);
 
-static int copy_dir(int sfd, const char *sname, int dfd, const char *dname,
-                    const struct stat *st, copyctx *c) {
-  int in = openat(sfd, sname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (in < 0)
-    return fail_src(c, "open", errno);
-  if (mkdirat(dfd, dname, 0700) < 0) {
-    struct stat dst;
-    int err = errno;
-    if (err == EEXIST && fstatat(dfd, dname, &dst, AT_SYMLINK_NOFOLLOW) == 0 &&
-        !S_ISDIR(dst.st_mode))
-      err = ENOTDIR;
-    if (err != EEXIST) {
-      close(in);
-      return fail_dst(c, "mkdir", err);
-    }
+/* Copies what is in the source folder `d` into the folder `out`. */
+static int copy_entries(DIR *d, int out, copyctx *c) {
+  size_t slen = c->src.len, dlen = c->dst.len;
+  for (;;) {
+    errno = 0;
+    struct dirent *e = readdir(d);
+    if (!e)
+      return errno ? fail_src(c, "readdir", errno) : 0;
+    if (e->d_name[0] == '.' && (e->d_name[1] == '\0' ||
+        (e->d_name[1] == '.' && e->d_name[2] == '\0')))
+      continue;
+    if (!walk_push(&c->src, e->d_name) || !walk_push(&c->dst, e->d_name))
+      return fail_src(c, "copy", ENOMEM);
+    if (copy_entry(dirfd(d), e->d_name, out, e->d_name, c) < 0)
+      return -1;
+    c->src.path[c->src.len = slen] = '\0';
+    c->dst.path[c->dst.len = dlen] = '\0';
   }
-  int out = openat(dfd, dname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (out < 0) {
-    int err = errno;
-    close(in);
-    return fail_dst(c, "open", err);
-  }
-  /* until its contents are in, the copy must stay writable for us */
+}
+
+/* Notes the folder `fd` that the copy goes into (the first one made),
+** and keeps it writable for us until its contents are in. */
+static void entering(int fd, copyctx *c) {
   struct stat now;
-  if (fstat(out, &now) == 0) {
+  if (fstat(fd, &now) == 0) {
     if (!c->top_made) {
       c->top_made = true;
       c->top_dev = now.st_dev;
       c->top_ino = now.st_ino;
     }
     if ((now.st_mode & 0700) != 0700)
-      fchmod(out, now.st_mode | 0700);
+      fchmod(fd, now.st_mode | 0700);
   }
+}
+
+static int copy_dir(int sfd, const char *sname, int dfd, const char *dname,
+                    const struct stat *st, copyctx *c) {
+  int in = openat(sfd, sname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (in < 0)
+    return fail_src(c, "open", errno);
+  int err = mkdirat(dfd, dname, 0700) < 0 ? errno : 0;
+  if (err == EEXIST) {
+    struct stat there;
+    err = fstatat(dfd, dname, &there, AT_SYMLINK_NOFOLLOW) < 0 ? errno
+          : S_ISDIR(there.st_mode) ? 0 : ENOTDIR;
+    if (err == ENOTDIR && c->o.replace)
+      err = unlinkat(dfd, dname, 0) < 0 || mkdirat(dfd, dname, 0700) < 0 ? errno : 0;
+  }
+  if (err) {
+    close(in);
+    return fail_dst(c, "mkdir", err);
+  }
+  int out = openat(dfd, dname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (out < 0) {
+    err = errno;
+    close(in);
+    return fail_dst(c, "open", err);
+  }
+  entering(out, c);
   DIR *d = fdopendir(in);
   if (!d) {
-    int err = errno;
+    err = errno;
     close(in);
     close(out);
     return fail_src(c, "opendir", err);
   }
-  size_t slen = c->src.len, dlen = c->dst.len;
-  int r = 0;
-  for (;;) {
-    errno = 0;
-    struct dirent *e = readdir(d);
-    if (!e) {
-      if (errno)
-        r = fail_src(c, "readdir", errno);
-      break;
-    }
-    if (e->d_name[0] == '.' && (e->d_name[1] == '\0' ||
-        (e->d_name[1] == '.' && e->d_name[2] == '\0')))
-      continue;
-    if (!walk_push(&c->src, e->d_name) || !walk_push(&c->dst, e->d_name)) {
-      r = fail_src(c, "copy", ENOMEM);
-      break;
-    }
-    if ((r = copy_entry(dirfd(d), e->d_name, out, e->d_name, c)) < 0)
-      break;
-    c->src.path[c->src.len = slen] = '\0';
-    c->dst.path[c->dst.len = dlen] = '\0';
-  }
+  int r = copy_entries(d, out, c);
+  if (r == 0)  /* last: the entries change its mtime */
+    r = copy_meta(-1, NULL, out, dirfd(d), st, c);
   closedir(d);
-  if (r == 0)
-    r = copy_meta(-1, NULL, out, st, c);  /* last: the entries change mtime */
   close(out);
+  return r;
+}
+
+/* Links `dname` beneath `dfd` to the copy at `rel` (beneath the top). */
+static int link_copy(const char *rel, int dfd, const char *dname, copyctx *c) {
+  const char *slash = strrchr(rel, '/');
+  if (!slash)
+    return linkat(c->top, rel, dfd, dname, 0);
+  char *parent = strndup(rel, (size_t)(slash - rel));
+  if (!parent)
+    return -1;
+  /* folders this copy made or went through: no link may be on the way */
+  struct open_how how;
+  memset(&how, 0, sizeof how);
+  how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS;
+  int pfd = (int)syscall(SYS_openat2, c->top, parent, &how, sizeof how);
+  free(parent);
+  if (pfd < 0)
+    return -1;
+  int r = linkat(pfd, slash + 1, dfd, dname, 0);
+  int err = errno;
+  close(pfd);
+  errno = err;
   return r;
 }
 
 static int copy_file(int sfd, const char *sname, int dfd, const char *dname,
                      const struct stat *st, copyctx *c) {
+  bool linked = st->st_nlink > 1;
+  const char *first = linked ? link_find(&c->links, st->st_dev, st->st_ino) : NULL;
+  if (make_room(dfd, dname, c) < 0)
+    return -1;
+  /* a hard link met again: linked to its copy (else copied again) */
+  if (first && link_copy(first, dfd, dname, c) == 0)
+    return 0;
   int in = openat(sfd, sname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
   if (in < 0)
     return fail_src(c, "open", errno);
-  if (make_room(dfd, dname, c) < 0) {
-    close(in);
-    return -1;
-  }
   int out = openat(dfd, dname, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                    0600);
   if (out < 0) {
@@ -1188,12 +1488,15 @@ static int copy_file(int sfd, const char *sname, int dfd, const char *dname,
     close(in);
     return fail_dst(c, "create", err);
   }
-  int r = copy_data(in, out) < 0 ? fail_dst(c, "write", errno) : 0;
-  close(in);
+  int r = copy_data(in, out, st->st_dev, c) < 0 ? fail_dst(c, "write", errno) : 0;
   if (r == 0)
-    r = copy_meta(-1, NULL, out, st, c);
+    r = copy_meta(-1, NULL, out, in, st, c);
+  close(in);
   if (close(out) < 0 && r == 0)
     r = fail_dst(c, "write", errno);
+  if (r == 0 && linked && !first &&
+      !link_add(&c->links, st->st_dev, st->st_ino, c->dst.path + c->top_len))
+    r = fail_dst(c, "copy", ENOMEM);
   return r;
 }
 
@@ -1221,34 +1524,141 @@ static int copy_entry(int sfd, const char *sname, int dfd, const char *dname,
         return -1;
       if (symlinkat(target, dfd, dname) < 0)
         return fail_dst(c, "symlink", errno);
-      return copy_meta(dfd, dname, -1, &st, c);
+      return copy_meta(dfd, dname, -1, -1, &st, c);
     }
     default:  /* devices, fifos, sockets: a node of the same kind */
+      if (!c->o.special)
+        return fail_src(c, "copy special file", EPERM);
       if (make_room(dfd, dname, c) < 0)
         return -1;
       if (mknodat(dfd, dname, (st.st_mode & S_IFMT) | 0600, st.st_rdev) < 0)
         return fail_dst(c, "mknod", errno);
-      return copy_meta(dfd, dname, -1, &st, c);
+      return copy_meta(dfd, dname, -1, -1, &st, c);
   }
 }
 
-/* fs.copy(src, dst, [{owner = {uid, gid}, mode = perm}]) -> true | nil,
-** err, errno. Copies the file, symlink or folder tree `src` to `dst`
-** (which names the copy; it is not a folder to copy into). A folder that
-** exists at `dst` is merged into; a non-folder there is replaced, a
-** folder in the place of a non-folder is EISDIR. `owner` and `mode`
-** override what the source has, for every entry (mode not for symlinks).
-** The message names the side that failed: "copy SRC: create DST/x: ...".
-** A folder copied into itself fails with EINVAL, as with cp.
-** Paths are taken as given: resolve them beneath a root first when they
-** come from an image. What was copied before a failure stays. */
+/* Opens (O_PATH) the folder of `path`, beneath `rootfd` when >= 0, and
+** gives its last name in `name` (size NAME_MAX + 1); a path without one
+** ("/", ".", "a/..") is that folder itself, whose name is then ".".
+** *at is where that name starts in `path` (for hard links' paths).
+** The fd, or -1 with errno. */
+static int open_parent(int rootfd, const char *path, char *name, size_t *at) {
+  char dir[PATH_MAX];
+  const char *base = split_path(path, dir);
+  const char *folder = dir;
+  if (!base && errno == EINVAL && *path) {
+    folder = path;
+    strcpy(name, ".");
+    *at = strlen(path);
+  } else if (!base || strcspn(base, "/") > NAME_MAX) {
+    if (base)
+      errno = ENAMETOOLONG;
+    return -1;
+  } else {
+    last_name(base, name);
+    *at = (size_t)(base - path);
+  }
+  int flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+  return rootfd >= 0 ? lx_openat_in_root(rootfd, folder, flags) : open(folder, flags);
+}
+
+/* Opens folder `path` (O_RDONLY), beneath `rootfd` when >= 0. */
+static int open_folder(int rootfd, const char *path) {
+  int flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+  return rootfd >= 0 ? lx_openat_in_root(rootfd, path, flags) : open(path, flags);
+}
+
+/* The copy of `src` to `dst` (see l_copy), on the roots' fds (or -1). */
+static int copy_top(const char *src, const char *dst, int sroot, int droot,
+                    bool contents, copyctx *c) {
+  char sname[NAME_MAX + 1], dname[NAME_MAX + 1];
+  int sdir = -1, ddir = -1, r = -1;
+  size_t at;
+  if (!walk_push(&c->src, src) || !walk_push(&c->dst, dst))
+    return fail_src(c, "copy", ENOMEM);
+  if (contents) {
+    /* the entries of folder src go into folder dst, which stays as it is */
+    struct stat st;
+    DIR *d = NULL;
+    if ((sdir = open_folder(sroot, src)) < 0 || !(d = fdopendir(sdir))) {
+      r = fail_src(c, "open", errno);
+    } else if ((ddir = open_folder(droot, dst)) < 0 || fstat(ddir, &st) < 0) {
+      r = fail_dst(c, "open", errno);
+    } else {
+      c->top = ddir;
+      c->top_len = c->dst.len + (c->dst.len && c->dst.path[c->dst.len - 1] != '/');
+      c->top_made = true;
+      c->top_dev = st.st_dev;
+      c->top_ino = st.st_ino;
+      struct stat s;
+      if (fstat(dirfd(d), &s) == 0 && s.st_dev == st.st_dev && s.st_ino == st.st_ino)
+        r = fail_src(c, "copy into itself", EINVAL);
+      else
+        r = copy_entries(d, ddir, c);
+    }
+    if (d)
+      closedir(d);
+    else if (sdir >= 0)
+      close(sdir);
+  } else if ((sdir = open_parent(sroot, src, sname, &at)) < 0) {
+    r = fail_src(c, "open", errno);
+  } else if ((ddir = open_parent(droot, dst, dname, &at)) < 0) {
+    r = fail_dst(c, "open", errno);
+  } else {
+    c->top = ddir;
+    c->top_len = strcmp(dname, ".") ? at
+      : c->dst.len + (c->dst.len && c->dst.path[c->dst.len - 1] != '/');
+    r = copy_entry(sdir, sname, ddir, dname, c);
+    close(sdir);
+  }
+  if (ddir >= 0)
+    close(ddir);
+  return r;
+}
+
+/* Reads an optional permission field of the options at index 3. */
+static bool perm_opt(lua_State *L, const char *key, mode_t *perm) {
+  if (lua_getfield(L, 3, key) == LUA_TNIL) {
+    lua_pop(L, 1);
+    return false;
+  }
+  if (!lua_isinteger(L, -1))
+    luaL_argerror(L, 3, lua_pushfstring(L, "%s must be an integer", key));
+  *perm = (mode_t)lua_tointeger(L, -1) & 07777;
+  lua_pop(L, 1);
+  return true;
+}
+
+/* fs.copy(src, dst, [{owner = {uid, gid}, mode = perm, dir_mode = perm,
+** from = dir, to = dir, contents = false, replace = false,
+** special = true}]) -> true | nil, err, errno.
+** Copies the file, symlink or folder tree `src` to `dst` (which names the
+** copy; it is not a folder to copy into; a symlink at src is copied as
+** one). A folder that exists at `dst` is merged into; a non-folder there
+** is replaced; a folder in the place of a non-folder is EISDIR, a
+** non-folder in the place of a folder ENOTDIR unless `replace` (then it
+** is replaced too). `owner`, `mode` and `dir_mode` (folders' mode,
+** instead of `mode`) override what the source has, for every entry
+** (modes not for symlinks). With `contents`, `src` and `dst` are folders
+** and what is in `src` is copied into `dst`, whose own owner, mode and
+** times are left. `from` and `to` are the folders that `src` and `dst`
+** are resolved beneath, as in a chroot (see lx_openat_in_root); without them the
+** paths are taken as given. Without `special`, a device, fifo or socket
+** fails the copy (EPERM). The message names the side that failed:
+** "copy SRC: create DST/x: ...". A folder copied into itself fails with
+** EINVAL, as with cp. What was copied before a failure stays. */
 static int l_copy(lua_State *L) {
   const char *src = luaL_checkstring(L, 1);
   const char *dst = luaL_checkstring(L, 2);
   copyctx c;
   memset(&c, 0, sizeof c);
+  c.o.special = true;
+  c.top = -1;
+  const char *from = NULL, *to = NULL;
+  bool contents = false;
   if (!lua_isnoneornil(L, 3)) {
-    static const char *const known[] = {"owner", "mode", NULL};
+    static const char *const known[] = {"owner", "mode", "dir_mode", "from", "to",
+                                        "contents", "replace", "special", NULL};
     luaL_checktype(L, 3, LUA_TTABLE);
     lx_checkkeys(L, 3, "fs.copy", known);
     if (lua_getfield(L, 3, "owner") != LUA_TNIL) {
@@ -1262,24 +1672,40 @@ static int l_copy(lua_State *L) {
       c.o.gid = (gid_t)lua_tointeger(L, -1);
       lua_pop(L, 2);
     }
-    if (lua_getfield(L, 3, "mode") != LUA_TNIL) {
-      if (!lua_isinteger(L, -1))
-        return luaL_argerror(L, 3, "mode must be an integer");
-      c.o.mode = true;
-      c.o.perm = (mode_t)lua_tointeger(L, -1) & 07777;
-    }
-    lua_pop(L, 2);
+    lua_pop(L, 1);
+    c.o.mode = perm_opt(L, "mode", &c.o.perm);
+    c.o.dir_mode = perm_opt(L, "dir_mode", &c.o.dir_perm);
+    lua_getfield(L, 3, "from");
+    from = luaL_optstring(L, -1, NULL);  /* stays on the stack */
+    lua_getfield(L, 3, "to");
+    to = luaL_optstring(L, -1, NULL);
+    lua_getfield(L, 3, "contents");
+    contents = lua_toboolean(L, -1);
+    lua_getfield(L, 3, "replace");
+    c.o.replace = lua_toboolean(L, -1);
+    if (lua_getfield(L, 3, "special") != LUA_TNIL)
+      c.o.special = lua_toboolean(L, -1);
+    lua_pop(L, 3);
   }
-  int r = walk_push(&c.src, src) && walk_push(&c.dst, dst)
-              ? copy_entry(AT_FDCWD, src, AT_FDCWD, dst, &c)
-              : fail_src(&c, "copy", ENOMEM);
-  if (r < 0) {
+  int sroot = -1, droot = -1, r = -1, err;
+  if (from && (sroot = open(from, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
+    err = errno;
+    lx_fail(L, lua_pushfstring(L, "copy %s: open %s", src, from), err);
+  } else if (to && (droot = open(to, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
+    err = errno;
+    lx_fail(L, lua_pushfstring(L, "copy %s: open %s", src, to), err);
+  } else if ((r = copy_top(src, dst, sroot, droot, contents, &c)) < 0) {
     walk *w = c.failed;
     lx_fail(L, lua_pushfstring(L, "copy %s: %s %s", src, w->op,
                                w->path ? w->path : src), w->err);
   }
+  if (sroot >= 0)
+    close(sroot);
+  if (droot >= 0)
+    close(droot);
   free(c.src.path);
   free(c.dst.path);
+  link_free(&c.links);
   return r < 0 ? 3 : ok(L);
 }
 

@@ -233,4 +233,14 @@ void lx_open_devices(lua_State *L);
 
 /* }====== */
 
+/* {====== resolving beneath a root, shared by mount and fs ====== */
+
+/* openat2(dirfd, path, flags | O_CLOEXEC) with RESOLVE_IN_ROOT and
+** RESOLVE_NO_MAGICLINKS: `path` resolved as if `dirfd` were the root
+** ("..", absolute and climbing symlinks stay beneath it). The fd, or -1
+** with errno. Async-signal-safe. */
+int lx_openat_in_root(int dirfd, const char *path, int flags);
+
+/* }====== */
+
 #endif

@@ -110,7 +110,7 @@ void lx_mount_parseopts(lua_State *L, int idx, lx_mount *m) {
 
 /* {====== resolving beneath a root ====== */
 
-static int openat2_path(int dirfd, const char *path, int flags) {
+int lx_openat_in_root(int dirfd, const char *path, int flags) {
   struct open_how how;
   memset(&how, 0, sizeof how);
   how.flags = (unsigned long long)(flags | O_CLOEXEC);
@@ -119,7 +119,7 @@ static int openat2_path(int dirfd, const char *path, int flags) {
 }
 
 int lx_open_in_root(int rootfd, const char *path, bool create, bool as_file) {
-  int fd = openat2_path(rootfd, path, O_PATH);
+  int fd = lx_openat_in_root(rootfd, path, O_PATH);
   if (fd >= 0 || errno != ENOENT || !create)
     return fd;
   /* Walk down, making what is missing. Each prefix is resolved afresh
@@ -144,7 +144,7 @@ int lx_open_in_root(int rootfd, const char *path, bool create, bool as_file) {
     bool last = (i == len);
     char saved = buf[i];
     buf[i] = '\0';
-    fd = openat2_path(rootfd, buf, O_PATH);
+    fd = lx_openat_in_root(rootfd, buf, O_PATH);
     if (fd < 0 && errno == ENOENT) {
       int dir = parent >= 0 ? parent : rootfd;
       int r;
@@ -163,7 +163,7 @@ int lx_open_in_root(int rootfd, const char *path, bool create, bool as_file) {
         errno = e;
         return -1;
       }
-      fd = openat2_path(rootfd, buf, O_PATH);
+      fd = lx_openat_in_root(rootfd, buf, O_PATH);
     }
     buf[i] = saved;
     if (parent >= 0)
@@ -174,7 +174,7 @@ int lx_open_in_root(int rootfd, const char *path, bool create, bool as_file) {
       return fd;
     parent = fd;
   }
-  return parent >= 0 ? parent : openat2_path(rootfd, "/", O_PATH);
+  return parent >= 0 ? parent : lx_openat_in_root(rootfd, "/", O_PATH);
 }
 
 /* }====== */

@@ -2,6 +2,7 @@
 -- changes files, cached, through the command line a user types. The core
 -- blocks run on both store drivers (btrfs and overlay).
 local support = require "support"
+local json = require "luactr.json"
 
 local q = support.q
 
@@ -91,6 +92,28 @@ for _, driver in ipairs({ "btrfs", "overlay" }) do
     end
 
     local function layers(root) return entries(root.path .. "/store/layers") end
+
+    -- A recipe of an image "app" on the base with the steps `steps`
+    -- (recipe lines), in a folder of its own with `files`: its folder,
+    -- path and text.
+    local function app_recipe(steps, files)
+      local text = BASE .. 'image "app" {\n  from = base,\n  ' .. steps .. ",\n}\n"
+      local dir, recipe = recipe_dir(text, files)
+      return dir, recipe, text
+    end
+
+    -- Builds an image "app" of the one `step` on the base, with `files`
+    -- (and what setup(dir) makes), and expects the step to fail: the
+    -- build exits 125 and registers no image of it. Returns stderr, the
+    -- recipe's path and the step's line.
+    local function failed_copy(root, step, files, setup)
+      local dir, recipe, text = app_recipe(step, files)
+      if setup then setup(dir) end
+      local st, _, err = root.luactr("build " .. q(recipe))
+      assert.are.equal(125, st)
+      assert.are.same({ "base" }, root.image_names())
+      return err, recipe, line_of(text, step)
+    end
 
     describe("recipes/hello.lua", function()
       it("builds both images, and the hello image runs its command", function()
@@ -354,18 +377,10 @@ image "app" {
 
       it("stops the build with the recipe's file:line when a copy cannot be made", function()
         local root = store_root()
-        local text = BASE .. [[
-image "app" {
-  from = base,
-  copy { "one.txt", "/bin" },
-}
-]]
-        local _, recipe = recipe_dir(text, { ["one.txt"] = "one\n" })
-        local st, _, err = root.luactr("build " .. q(recipe))
-        assert.are.equal(125, st)
-        assert.matches("\nluactr: " .. recipe:gsub("%p", "%%%0") .. ":" .. line_of(text, 'copy { "one.txt", "/bin" }')
+        local step = 'copy { "one.txt", "/bin" }'
+        local err, recipe, line = failed_copy(root, step, { ["one.txt"] = "one\n" })
+        assert.matches("\nluactr: " .. recipe:gsub("%p", "%%%0") .. ":" .. line
           .. ": COPY one.txt /bin: /bin is a folder in the image %(/bin/ copies into it%)\n$", err)
-        assert.are.same({ "base" }, root.image_names())
         assert.are.same({}, everything_in(root.path .. "/store/tmp"))
       end)
 
@@ -393,6 +408,77 @@ image "app" {
           ("cat %s/one.txt %s/tree/a.txt; test -L /victim || cat /victim"):format(bait, bait))))
         assert.are.equal(0, st)
         assert.are.equal("one\na\none\n", out)
+      end)
+    end)
+
+    describe("copy keeps", function()
+      -- The host path of `path` in the top layer of image `name`.
+      local function in_layer(root, name, path)
+        local st, out = root.luactr("inspect " .. name)
+        assert.are.equal(0, st)
+        local top = json.decode(out)[1].luactr.top
+        return ("%s/store/layers/%s%s%s"):format(root.path, top, driver == "overlay" and "/diff" or "", path)
+      end
+
+      it("hard links, times, set-id bits and extended attributes", function()
+        local root = store_root()
+        local dir, recipe = app_recipe('copy { "tree/", "/t/" }',
+          { ["tree/a"] = "a\n", ["tree/sub/s"] = "s\n", ["tree/tool"] = "#!/bin/sh\n" })
+        sh(("cd %s/tree && ln a sub/hard && ln a again && chmod 4755 tool && "
+          .. "setfattr -n user.note -v hello a && setfattr -n user.kind -v folder sub && "
+          .. "touch -d '2001-02-03 04:05:06 UTC' a tool sub"):format(q(dir)))
+        build(root, recipe)
+        local st, out = root.luactr([[run --rm -u 0 app sh -c 'cd /t && stat -c "%n %h %i %a %Y" a sub/hard again tool sub']])
+        assert.are.equal(0, st)
+        local rows = {}
+        for _, line in ipairs(support.lines(out)) do
+          local name, links, ino, mode, mtime = line:match("^(%S+) (%d+) (%d+) (%d+) (%d+)$")
+          rows[name] = { links = tonumber(links), ino = ino, mode = mode, mtime = tonumber(mtime) }
+        end
+        assert.are.same({ 3, 3, 3 }, { rows.a.links, rows["sub/hard"].links, rows.again.links })
+        assert.are.same({ rows.a.ino, rows.a.ino }, { rows["sub/hard"].ino, rows.again.ino })
+        assert.are.same({ 981173106, 981173106, 981173106 }, { rows.a.mtime, rows.tool.mtime, rows.sub.mtime })
+        assert.are.equal("4755", rows.tool.mode)
+        local _, note = support.sh("getfattr --only-values -n user.note " .. q(in_layer(root, "app", "/t/again")))
+        local _, kind = support.sh("getfattr --only-values -n user.kind " .. q(in_layer(root, "app", "/t/sub")))
+        assert.are.same({ "hello", "folder" }, { note, kind })
+      end)
+
+      it("links as links: one in the recipe's folder is not followed out of it", function()
+        local root = store_root()
+        local secret = support.tmpdir() .. "/secret"
+        write(secret, "host only\n")
+        local dir, recipe = app_recipe('copy { "tree", "/t/" }', { ["tree/a"] = "a\n" })
+        sh(("ln -s %s %s/tree/out"):format(q(secret), q(dir)))
+        build(root, recipe)
+        local st, out = root.luactr([[run --rm app sh -c 'readlink /t/tree/out; cat /t/tree/out || echo unreadable']])
+        assert.are.equal(0, st)
+        assert.are.equal(secret .. "\nunreadable\n", out)
+      end)
+    end)
+
+    describe("copy never", function()
+      it("follows a link the image holds inside a folder it copies into", function()
+        local root = store_root()
+        local bait = support.tmpdir() .. "/bait"
+        sh("mkdir -p " .. q(bait))
+        local _, recipe = app_recipe(('run { "mkdir", "/data" }, run { "ln", "-s", %q, "/data/sub" }, '
+          .. 'run { "ln", "-s", %q, "/data/file" }, copy { "tree/", "/data/" }'):format(bait, bait .. "/file"),
+          { ["tree/sub/x"] = "x\n", ["tree/file"] = "f\n" })
+        build(root, recipe)
+        assert.are.same({}, everything_in(bait))
+        -- the links were replaced by what the copy made
+        local st, out = root.luactr([[run --rm app sh -c 'test -L /data/sub || test -L /data/file || cat /data/sub/x /data/file']])
+        assert.are.equal(0, st)
+        assert.are.equal("x\nf\n", out)
+      end)
+
+      it("copies a fifo, a socket or a device: the step fails saying which", function()
+        local root = store_root()
+        local err, recipe, line = failed_copy(root, 'copy { "tree/", "/t/" }', { ["tree/a"] = "a\n" },
+          function(dir) sh("mkfifo " .. q(dir .. "/tree/pipe")) end)
+        assert.matches(("%s:%d: COPY tree/ /t/: copy special file tree/pipe: Operation not permitted\n"):format(
+          recipe, line), err, 1, true)
       end)
     end)
 

@@ -380,6 +380,26 @@ describe("core.fs", function()
     end)
   end)
 
+  describe("mkdirs", function()
+    it("makes a path beneath a root as in a chroot, through links dangling or not", function()
+      local dir = support.tmpdir()
+      local root = dir .. "/root"
+      assert(os.execute(([[mkdir -p %s/etc %s/bait && cd %s && ln -s /data/srv srv &&
+        ln -s ../../../../../bait up && ln -s loop loop2 && ln -s loop2 loop && printf x > file]]):format(
+        q(root), q(dir), q(root))))
+      assert.is_true(fs.mkdirs("/srv/www", 493, { root = root }))
+      assert.are.equal("dir", fs.lstat(root .. "/data/srv/www").type)
+      assert.is_true(fs.mkdirs("up/made", 493, { root = root }))
+      assert.are.equal("dir", fs.lstat(root .. "/bait/made").type)
+      assert.are.same({}, fs.readdir(dir .. "/bait"))
+      assert.is_true(fs.mkdirs("/etc", 493, { root = root }))
+      fails(E.ENOTDIR, "mkdirs /file/x: ", fs.mkdirs("/file/x", 493, { root = root }))
+      fails(E.ELOOP, "mkdirs /loop/x: ", fs.mkdirs("/loop/x", 493, { root = root }))
+      assert.has_error(function() fs.mkdirs("/x", 493, { chroot = root }) end,
+        "fs.mkdirs: unknown field 'chroot'")
+    end)
+  end)
+
   describe("copy", function()
     it("copies a tree with modes, times and symlinks", function()
       local dir = support.tmpdir()
@@ -437,6 +457,67 @@ describe("core.fs", function()
         fs.copy(dir .. "/d", dir .. "/d/inner"))
       assert.has_error(function() fs.copy(dir .. "/f", dir .. "/x", { perms = 1 }) end,
         "fs.copy: unknown field 'perms'")
+    end)
+
+    it("keeps hard links within the copy, and extended attributes", function()
+      local dir = support.tmpdir()
+      assert(os.execute(([[cd %s && mkdir -p src/sub && printf one > src/a && ln src/a src/sub/b &&
+        ln src/a src/c && printf out > outside && ln outside src/d &&
+        setfattr -n user.note -v hello src/a && setfattr -n user.folder -v yes src/sub]]):format(q(dir))))
+      assert.is_true(fs.copy(dir .. "/src", dir .. "/dst"))
+      local a, b, c, d = fs.lstat(dir .. "/dst/a"), fs.lstat(dir .. "/dst/sub/b"),
+        fs.lstat(dir .. "/dst/c"), fs.lstat(dir .. "/dst/d")
+      assert.are.same({ a.ino, a.ino, 3 }, { b.ino, c.ino, a.nlink })
+      assert.are_not.equal(fs.lstat(dir .. "/src/a").ino, a.ino)
+      -- a link to a file outside the copy: a file of its own
+      assert.are.same({ 1, "out" }, { d.nlink, fs.read(dir .. "/dst/d") })
+      assert.are.equal("hello", shout("getfattr --only-values -n user.note " .. q(dir .. "/dst/sub/b")))
+      assert.are.equal("yes", shout("getfattr --only-values -n user.folder " .. q(dir .. "/dst/sub")))
+    end)
+
+    it("resolves src beneath `from` and dst beneath `to`: no link leads out of them", function()
+      local dir = support.tmpdir()
+      assert(os.execute(([[cd %s && mkdir -p from/real to/inside bait && printf mine > from/real/f &&
+        ln -s / from/up && ln -s ../../../../.. to/climb && ln -s /inside to/abs &&
+        printf host > bait/f]]):format(q(dir))))
+      -- from/up/real/f is from/real/f: "/" is `from` itself
+      assert.is_true(fs.copy("up/real/f", "climb/f", { from = dir .. "/from", to = dir .. "/to" }))
+      assert.are.equal("mine", fs.read(dir .. "/to/f"))
+      assert.is_true(fs.copy("/real", "/abs/real", { from = dir .. "/from", to = dir .. "/to" }))
+      assert.are.equal("mine", fs.read(dir .. "/to/inside/real/f"))
+      assert.are.equal("host", fs.read(dir .. "/bait/f"))
+      fails(E.ENOENT, "copy ../bait/f: open ../bait/f: ",
+        fs.copy("../bait/f", "g", { from = dir .. "/from", to = dir .. "/to" }))
+      -- the last name is not followed: the link itself is replaced
+      assert.is_true(fs.copy("real/f", "abs", { from = dir .. "/from", to = dir .. "/to" }))
+      assert.are.equal("file", fs.lstat(dir .. "/to/abs").type)
+    end)
+
+    it("copies a folder's contents into a folder with contents, leaving that folder as it is", function()
+      local dir = support.tmpdir()
+      assert(os.execute(([[cd %s && mkdir -p src/sub dst && printf x > src/sub/x && printf y > src/y &&
+        chmod 700 src && chmod 711 dst]]):format(q(dir))))
+      assert.is_true(fs.copy(dir .. "/src", dir .. "/dst", { contents = true }))
+      assert.are.same({ "sub", "y" }, sorted(fs.readdir(dir .. "/dst")))
+      assert.are.equal("x", fs.read(dir .. "/dst/sub/x"))
+      assert.are.equal(tonumber("711", 8), fs.stat(dir .. "/dst").mode)
+      fails(E.EINVAL, ("copy %s/src: copy into itself "):format(dir),
+        fs.copy(dir .. "/src", dir .. "/src", { contents = true }))
+    end)
+
+    it("replaces a non-folder by a folder with replace, gives folders dir_mode, refuses special files without special", function()
+      local dir = support.tmpdir()
+      assert(os.execute(([[cd %s && mkdir -p src/d dst && printf f > src/d/f && printf old > dst/d &&
+        mkfifo src2]]):format(q(dir))))
+      fails(E.ENOTDIR, ("copy %s/src: mkdir %s/dst/d: "):format(dir, dir), fs.copy(dir .. "/src", dir .. "/dst"))
+      assert.is_true(fs.copy(dir .. "/src", dir .. "/dst", { replace = true, mode = tonumber("600", 8),
+        dir_mode = tonumber("750", 8) }))
+      assert.are.equal("f", fs.read(dir .. "/dst/d/f"))
+      assert.are.same({ tonumber("750", 8), tonumber("600", 8) },
+        { fs.stat(dir .. "/dst/d").mode, fs.stat(dir .. "/dst/d/f").mode })
+      fails(E.EPERM, ("copy %s/src2: copy special file %s/src2: "):format(dir, dir),
+        fs.copy(dir .. "/src2", dir .. "/fifo", { special = false }))
+      assert.is_nil(fs.lstat(dir .. "/fifo"))
     end)
   end)
 end)

@@ -249,6 +249,26 @@ describe("the loopback store #root", function()
     assert.are.equal(1, #support.lines(loops), loops)
   end)
 
+  it("lets go of its loop device when the image cannot be mounted, and says why", function()
+    local root = new_root()
+    local img = root.path .. "/store.img"
+    support.must("truncate -s 64M " .. q(img))  -- an image with no filesystem in it
+    local status, _, err = root.luactr("images")
+    assert.are.equal(125, status)
+    assert.matches("luactr: mount " .. img .. " (/dev/loop", err, 1, true)
+    -- and in a process that goes on after the failure (whose end would
+    -- free an autoclear device anyway): the failure itself lets go of it
+    local opened, why = pcall(require("luactr.storage").open, { root = root.path })
+    assert.is_false(opened)
+    assert.matches("mount " .. img, tostring(why and why.message or why), 1, true)
+    assert.is_true(support.wait_until(function()
+      local _, loops = support.sh("losetup -j " .. q(img))
+      return loops == ""
+    end, 5), "a loop device still holds " .. img)
+    assert.are.same({}, (mounts_under(root.path)))
+    assert.is_nil(fs.lstat(root.path .. "/store/driver"))
+  end)
+
   it("refuses a size that is not one, and makes nothing", function()
     local root = new_root()
     local status, _, err = support.sh(("LUACTR_STORE_SIZE=lots %s %s info"):format(root.env(), support.LUACTR))

@@ -6,6 +6,7 @@
 -- metadata steps included, since `env` changes what a later `run` does),
 -- the step as written and, for copy, the content and metadata of every
 -- copied file. A key already in the store is a cache hit.
+local copy = require "luactr.build.copy"
 local core = require "luactr.core"
 local errors = require "luactr.errors"
 local json = require "luactr.json"
@@ -57,199 +58,6 @@ local function envvalue(env, k)
   for _, kv in ipairs(env) do
     local key, v = kv:match("^([^=]*)=(.*)$")
     if key == k then return v end
-  end
-end
-
--- }======
-
--- {====== copy ======
-
--- resolve(root, path) -> host path of `path` inside `root`, every symlink
--- on the way resolved inside root (as the container would see it), so a
--- copy never writes outside the root whatever links the image holds.
-local function resolve(root, path)
-  local parts = {}
-  for p in path:gmatch("[^/]+") do parts[#parts + 1] = p end
-  local done, hops = {}, 0
-  local i = 1
-  while i <= #parts do
-    local p = parts[i]
-    if p == "." then
-      -- nothing
-    elseif p == ".." then
-      done[#done] = nil
-    else
-      local here = root .. "/" .. table.concat(done, "/") .. (#done > 0 and "/" or "") .. p
-      local st = fs.lstat(here)
-      if st and st.type == "link" then
-        hops = hops + 1
-        if hops > 40 then fail("copy: too many symlinks in %s", path) end
-        local target = must("readlink " .. here, fs.readlink(here))
-        local rest = table.move(parts, i + 1, #parts, 1, {})
-        local new = {}
-        for q in target:gmatch("[^/]+") do new[#new + 1] = q end
-        if target:sub(1, 1) == "/" then done = {} end
-        parts = table.move(rest, 1, #rest, #new + 1, new)
-        i = 0
-      else
-        done[#done + 1] = p
-      end
-    end
-    i = i + 1
-  end
-  return #done > 0 and root .. "/" .. table.concat(done, "/") or root
-end
-
-local function mkdirs_in_root(root, path)
-  local host = resolve(root, path)
-  if not fs.stat(host) then
-    -- make each missing level of the resolved path (it has no link left:
-    -- a link's target may name folders that do not exist yet, as
-    -- /srv -> /data/srv in an image without /data)
-    local sofar = root
-    for p in host:sub(#root + 2):gmatch("[^/]+") do
-      sofar = sofar .. "/" .. p
-      local st = fs.lstat(sofar)
-      if not st then
-        must("mkdir " .. path, fs.mkdir(sofar, 493))
-      elseif st.type ~= "dir" then
-        fail("copy: %s is not a folder in the image", path)
-      end
-    end
-  end
-  return host
-end
-
-local function copy_file(src, dst, st)
-  local old = fs.lstat(dst)
-  if old and old.type ~= "dir" then must("unlink " .. dst, fs.unlink(dst)) end
-  if st.type == "link" then
-    must("symlink " .. dst, fs.symlink(must("readlink " .. src, fs.readlink(src)), dst))
-    return
-  end
-  if st.type ~= "file" then fail("copy: %s: only files, folders and links can be copied", src) end
-  local inf = must("open " .. src, io.open(src, "rb"))
-  local outf, oerr = io.open(dst, "wb")
-  if not outf then
-    inf:close()
-    fail("open %s", oerr)
-  end
-  -- every write is checked, and the close (stdio's last flush): a full
-  -- disk must fail the step, never leave a shorter file in a layer
-  local copied, err = 0, nil
-  while true do
-    local chunk, rerr = inf:read(1 << 20)
-    if not chunk then
-      if rerr then err = ("read %s: %s"):format(src, rerr) end
-      break
-    end
-    local wrote, werr = outf:write(chunk)
-    if not wrote then
-      err = ("write %s: %s"):format(dst, werr)
-      break
-    end
-    copied = copied + #chunk
-  end
-  inf:close()
-  local closed, cerr = outf:close()
-  if not err and not closed then err = ("write %s: %s"):format(dst, cerr) end
-  if err then fail("%s", err) end
-  local size = must("stat " .. dst, fs.lstat(dst)).size
-  if size ~= copied then fail("write %s: %d bytes written of %d", dst, size, copied) end
-  must("chmod " .. dst, fs.chmod(dst, st.mode))
-end
-
--- Copies src (a host path) to dst (a host path inside the root),
--- recursively, then applies owner and mode.
-local function copy_tree(src, dst, o)
-  local st = must("stat " .. src, fs.lstat(src))
-  if st.type == "dir" then
-    local old = fs.lstat(dst)
-    if old and old.type ~= "dir" then must("unlink " .. dst, fs.unlink(dst)) end
-    if not old or old.type ~= "dir" then must("mkdir " .. dst, fs.mkdir(dst, st.mode)) end
-    local names = must("readdir " .. src, fs.readdir(src))
-    table.sort(names)
-    for _, name in ipairs(names) do copy_tree(src .. "/" .. name, dst .. "/" .. name, o) end
-    -- mode's bits, plus x wherever r is set (chmod's X), so it stays readable
-    must("chmod " .. dst, fs.chmod(dst, o.mode and (o.mode | ((o.mode & 292) >> 2)) or st.mode))
-  else
-    copy_file(src, dst, st)
-    if o.mode and st.type == "file" then must("chmod " .. dst, fs.chmod(dst, o.mode)) end
-  end
-  local uid, gid = st.uid, st.gid
-  if o.owner then uid, gid = o.owner.uid, o.owner.gid end
-  must("chown " .. dst, fs.lchown(dst, uid, gid))
-end
-
--- Digest of what a copy step reads: names, types, modes, owners, link
--- targets and contents, in a fixed order.
-local function content_digest(step)
-  local h = digest.new()
-  local function walk(path, rel)
-    local st = must("stat " .. path, fs.lstat(path))
-    h:update(("%s %s %o %d:%d\n"):format(rel, st.type, st.mode, st.uid, st.gid))
-    if st.type == "dir" then
-      local names = must("readdir " .. path, fs.readdir(path))
-      table.sort(names)
-      for _, name in ipairs(names) do walk(path .. "/" .. name, rel .. "/" .. name) end
-    elseif st.type == "link" then
-      h:update(must("readlink " .. path, fs.readlink(path)) .. "\n")
-    elseif st.type == "file" then
-      h:update(must("digest " .. path, digest.file(path)) .. "\n")
-    end
-  end
-  -- a top-level source is followed (as the copy follows it), what is
-  -- inside it is not (links are copied as links)
-  for i, src in ipairs(step.sources) do
-    walk(fs.realpath(src.path) or src.path, tostring(i))
-  end
-  return h:hex()
-end
-
--- A source of the recipe's folder must stay in it: a link may not lead
--- the copy out to the host (that is what `host =` is for).
-local function check_inside(src, dir)
-  if src.host then return end
-  local base = must("realpath " .. dir, fs.realpath(dir))
-  local real = must("realpath " .. src.path, fs.realpath(src.path))
-  if real ~= base and real:sub(1, #base + 1) ~= base .. "/" then
-    fail("%s leads out of the recipe's folder through a link (copy host paths with host =)",
-      src.rel or src.path)
-  end
-end
-
-local function run_copy(step, root, config, dir)
-  local workdir = config.config.WorkingDir or "/"
-  local dest = step.dest
-  if dest:sub(1, 1) ~= "/" then dest = workdir:gsub("/?$", "/") .. dest end
-  local into_dir = dest:sub(-1) == "/" or #step.sources > 1
-  for _, src in ipairs(step.sources) do
-    check_inside(src, dir)
-    local st = must("stat " .. src.path, fs.stat(src.path))
-    if st.type == "dir" and src.contents then
-      -- "files/": the folder's contents go into dest, as Docker's COPY does
-      local target = mkdirs_in_root(root, dest)
-      local names = must("readdir " .. src.path, fs.readdir(src.path))
-      table.sort(names)
-      for _, name in ipairs(names) do
-        copy_tree(src.path .. "/" .. name, target .. "/" .. name, step)
-      end
-    else
-      -- a file, or "files" (the folder itself, with its mode and owner):
-      -- into dest when dest is a folder ("/srv/"), else to dest itself
-      local target
-      if into_dir then
-        target = mkdirs_in_root(root, dest) .. "/" .. src.path:match("([^/]+)/*$")
-      else
-        local parent, name = dest:match("^(.*)/([^/]+)$")
-        target = mkdirs_in_root(root, parent) .. "/" .. name
-        local old = fs.lstat(target)
-        if st.type ~= "dir" and old and old.type == "dir" then
-          fail("%s is a folder in the image (%s/ copies into it)", dest, dest)
-        end
-      end
-      copy_tree(src.path, target, step)
-    end
   end
 end
 
@@ -346,7 +154,7 @@ local function make_layer(store, step, img, dir, key)
     if step.kind == "run" then
       return run_step(step, work.path, img)
     end
-    run_copy(step, work.path, img, dir)
+    copy.run(step, work.path, img.config.WorkingDir, dir)
     return true
   end)
   if ok and res then
@@ -444,7 +252,7 @@ local function build_image(image, built, store, plan, o)
   for i, step in ipairs(image.steps) do
     local text = step_label(step)
     local extra = ""
-    if step.kind == "copy" then extra = "\n" .. content_digest(step) end
+    if step.kind == "copy" then extra = "\n" .. copy.digest(step) end
     if nocache and (step.kind == "run" or step.kind == "copy") then
       -- --no-cache: fresh keys from here on, so every step runs again
       extra = extra .. "\nno-cache " .. M.nonce()

@@ -72,6 +72,7 @@
 -- error of its own fails with status 125 at its line. Evaluating it may
 -- take M.limits (256 MiB of memory, 10 s of CPU time) at most.
 local check = require "luactr.check"
+local core = require "luactr.core"
 local errors = require "luactr.errors"
 local reference = require "luactr.image.reference"
 local units = require "luactr.units"
@@ -114,13 +115,17 @@ local function probe(p)
   return nil
 end
 
+-- The current folder as the shell's pwd says it: $PWD when it names this
+-- folder (the path the user went through, links and all) and has no "."
+-- or ".." in it, else the path without links.
 local function cwd()
-  local pipe = io.popen("pwd")
-  local d = pipe and pipe:read("l")
-  if pipe then pipe:close() end
-  if not d or d:sub(1, 1) ~= "/" then
-    errors.raise(errors.FAILED, "recipe: cannot find the current folder")
-  end
+  local fs = core.fs
+  local here, pwd = fs.stat("."), os.getenv("PWD")
+  local there = pwd and pwd:sub(1, 1) == "/" and not (pwd .. "/"):find("/%.%.?/")
+    and fs.stat(pwd)
+  if here and there and here.dev == there.dev and here.ino == there.ino then return pwd end
+  local d = fs.realpath(".")
+  if not d then errors.raise(errors.FAILED, "recipe: cannot find the current folder") end
   return d
 end
 

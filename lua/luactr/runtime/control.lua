@@ -309,11 +309,7 @@ function M.describe(s, id)
   local spec = text and json.decode(text) or {}
   local process = spec.process or {}
   local argv = process.args or {}
-  local dir = s:container_dir(id)
-  local graph = { MergedDir = dir .. "/rootfs" }
-  if s.driver == "overlay" then
-    graph.UpperDir, graph.WorkDir = dir .. "/diff", dir .. "/work"
-  end
+  local graph = s:graph_data(id)
   return {
     Id = id,
     Name = st.name and "/" .. st.name or "",

@@ -86,7 +86,7 @@ end
 local function become_monitor(store, st, ready, restarts)
   local id, d = st.id, st.detached
   local s = must("read config", store:read_config(id) or nil, "no config.json")
-  if store.driver == "overlay" then store:mount_container(id) end
+  store:mount_container(id)
   local layout, why = cgroup.detect()
   if not layout then fail("cgroup: %s", why) end
   local cg = cgroup.create(layout, id, s.linux.resources, { parent = st.cgroup_parent,
