@@ -277,7 +277,8 @@ local function run_step(step, root, config)
       source = "/etc/resolv.conf", options = { "bind", "ro" } }
     s.mounts = mounts
   end
-  local proc, err, errno, where = core.spawn(s, { stdin = "null", forward_signals = true, die_with_parent = true })
+  local proc, err, errno, where = core.spawn(s, { stdin = "null", forward_signals = true, die_with_parent = true,
+    make_cwd = true })  -- a step's WORKDIR is made, as docker build does
   if not proc then
     local status = where == "exec" and ((errno == core.sys.errno.ENOENT) and 127 or 126) or 125
     return nil, err, status

@@ -103,6 +103,7 @@ local function become_monitor(store, st, ready, restarts)
     stdio = stdio,
     die_with_parent = true,
     cgroups = cg:folders(),
+    make_cwd = true,  -- as run's
   }, store:container_dir(id))
   closeall(theirs)
   if not proc then

@@ -207,6 +207,7 @@ local function execute(o, started, made)
       stdin = (o.interactive or o.tty) and "inherit" or "null",
       forward_signals = true,
       cgroups = cg:folders(),
+      make_cwd = true,  -- Docker's rule: a missing working directory is made
     })
     if not proc then
       local status = errors.FAILED
