@@ -5,7 +5,7 @@
 ** another process once it is reaped), the pty master when it has a
 ** terminal, and, for a process created with opts.start = false, the
 ** start barrier and the rest of the error pipe. Its methods: start,
-** wait (with the terminal relay), kill, resize, close; the fields pid,
+** wait (with the terminal relay), kill, close; the fields pid,
 ** pidfd, master. close, __gc and __close release it, idempotently; a
 ** process created and never started is killed and reaped then, since
 ** nobody else could ever start or wait for it.
@@ -253,7 +253,7 @@ static int l_wait(lua_State *L) {
 
 /* }====== */
 
-/* {====== kill, resize, close ====== */
+/* {====== kill, close ====== */
 
 /* process:kill([sig]) -> true | nil, err, errno (SIGTERM by default) */
 static int l_kill(lua_State *L) {
@@ -263,19 +263,6 @@ static int l_kill(lua_State *L) {
     return lx_fail(L, "kill", ESRCH);
   if (syscall(SYS_pidfd_send_signal, p->pidfd, sig, NULL, 0) < 0)
     return lx_fail(L, "kill", errno);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-/* process:resize(rows, cols): the container terminal's size */
-static int l_resize(lua_State *L) {
-  process *p = checkproc(L);
-  struct winsize ws = {.ws_row = (unsigned short)luaL_checkinteger(L, 2),
-                       .ws_col = (unsigned short)luaL_checkinteger(L, 3)};
-  if (p->master < 0)
-    return luaL_error(L, "process:resize: the process has no terminal");
-  if (ioctl(p->master, TIOCSWINSZ, &ws) < 0)
-    return lx_fail(L, "resize", errno);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -331,7 +318,6 @@ static const luaL_Reg process_methods[] = {
   {"start", l_start},
   {"wait", l_wait},
   {"kill", l_kill},
-  {"resize", l_resize},
   {"close", l_close},
   {"__gc", l_close},
   {"__close", l_close},
