@@ -1,9 +1,10 @@
 /*
-** luactr-stage.h -- what spawn.c and luactr-stage.c agree on.
+** luactr-stage.h -- what spawn (spawn.c, spawn-child.c) and
+** luactr-stage.c agree on.
 **
 ** The stage is the program a container's process execs just before its
-** command (see luactr-stage.c for why). spawn.c execs it from a sealed
-** memfd with the argument vector
+** command (see luactr-stage.c for why). spawn-child.c execs it from a
+** sealed memfd with the argument vector
 **
 **   argv[0]  "luactr-stage"
 **   argv[1]  the mode: "exec" or "join"

@@ -58,7 +58,8 @@ static void parse_process(lua_State *L, int idx, spec *s) {
   if (n == 0)
     luaL_error(L, "spawn: process.args is empty");
   /* the stage's arguments go before the command's (luactr-stage.h) */
-  s->stage_argv = scratch(L, (size_t)n + LX_STAGE_ARGS + 1, sizeof *s->stage_argv);
+  s->stage_argv = scratch(L, (size_t)n + LX_STAGE_ARGS + 1,
+                          sizeof *s->stage_argv);
   memcpy(s->stage_argv + LX_STAGE_ARGS, args, (size_t)n * sizeof *args);
   s->argv = s->stage_argv + LX_STAGE_ARGS;
   if (lx_opt_get(L, idx, "env", LUA_TTABLE, "spawn: process"))
@@ -80,8 +81,9 @@ static void parse_process(lua_State *L, int idx, spec *s) {
     int c = lua_gettop(L);
     static const char *const cs[] = {"height", "width", NULL};
     lx_checkkeys(L, c, "spawn: process.consoleSize", cs);
-    s->rows = (unsigned short)lx_opt_int(L, c, "height", "spawn: process.consoleSize", 0);
-    s->cols = (unsigned short)lx_opt_int(L, c, "width", "spawn: process.consoleSize", 0);
+    const char *where = "spawn: process.consoleSize";
+    s->rows = (unsigned short)lx_opt_int(L, c, "height", where, 0);
+    s->cols = (unsigned short)lx_opt_int(L, c, "width", where, 0);
     lua_pop(L, 1);
     if (!s->terminal)
       luaL_error(L, "spawn: process.consoleSize needs process.terminal");
@@ -223,12 +225,13 @@ static void parse_linux(lua_State *L, int idx, spec *s,
         luaL_error(L, "spawn: linux.namespaces[%d]: expected a table", (int)i);
       static const char *const nk[] = {"type", "path", NULL};
       lx_checkkeys(L, -1, "spawn: linux.namespaces[]", nk);
-      const char *type = lx_opt_str(L, lua_gettop(L), "type", "spawn: linux.namespaces[]");
+      const char *where = "spawn: linux.namespaces[]";
+      const char *type = lx_opt_str(L, lua_gettop(L), "type", where);
       int flag = type ? lx_ns_flag(type) : 0;
       if (!flag)
         luaL_error(L, "spawn: linux.namespaces[%d]: unknown type '%s'",
                    (int)i, type ? type : "(none)");
-      const char *path = lx_opt_str(L, lua_gettop(L), "path", "spawn: linux.namespaces[]");
+      const char *path = lx_opt_str(L, lua_gettop(L), "path", where);
       if (flag == CLONE_NEWTIME || (flag == CLONE_NEWUSER && path))
         luaL_error(L, "spawn: %s the %s namespace is not supported yet",
                    path ? "joining" : "creating", type);
@@ -327,7 +330,8 @@ static void parse_opts(lua_State *L, int idx, spec *s, bool *cgroups_given) {
     }
     lua_pop(L, 1);
     if (s->terminal)
-      luaL_error(L, "spawn: opts.stdio and process.terminal do not go together");
+      luaL_error(L, "spawn: opts.stdio and process.terminal do not go "
+                 "together");
   }
   const char *in = lx_opt_str(L, idx, "stdin", "spawn: opts");
   if (in && strcmp(in, "null") == 0)

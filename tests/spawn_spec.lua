@@ -29,18 +29,8 @@ local function spec(args, out)
   return s
 end
 
-local function readlink(path)
-  local p = io.popen("readlink " .. q(path) .. " 2>/dev/null")
-  local s = p:read("l")
-  p:close()
-  return s
-end
-
-local function exists(path)
-  local f = io.open(path)
-  if f then f:close() end
-  return f ~= nil
-end
+local readlink = core.fs.readlink
+local function exists(path) return core.fs.lstat(path) ~= nil end
 
 describe("core.spawn's start barrier #root", function()
   it("creates the container and holds its command until start", function()
