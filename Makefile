@@ -55,9 +55,9 @@ $(STAGE): src/luactr-stage.c src/luactr-stage.h Makefile
 	$(CC) -O2 $(WARN) -static $(STAGE_FLAGS) -o $@ src/luactr-stage.c
 
 # static too: one per detached container, so its private memory counts
-$(MONITOR): src/luactr-monitor.c Makefile
+$(MONITOR): src/luactr-monitor.c src/relay.c src/relay.h Makefile
 	@mkdir -p $(dir $@)
-	$(CC) -O2 $(WARN) -static -o $@ src/luactr-monitor.c
+	$(CC) -O2 $(WARN) -static -o $@ src/luactr-monitor.c src/relay.c
 
 deps:
 	sh scripts/deps

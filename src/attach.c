@@ -5,11 +5,11 @@
 ** (src/luactr-monitor.c has the protocol: frames of a type byte, a 32-bit
 ** big-endian length and the payload). It relays until the container ends
 ** (the monitor sends its status) or the detach keys are typed, in raw
-** mode on a terminal, following SIGWINCH.
+** mode on a terminal, following SIGWINCH, through the one relay
+** (relay.c); the framing and the detach keys are its hooks here.
 */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -22,29 +22,17 @@
 #include <unistd.h>
 
 #include "luactr.h"
+#include "relay.h"
 
 enum { F_INPUT = 0, F_RESIZE = 1, F_EOF = 2 };      /* to the monitor */
 enum { F_STDOUT = 1, F_STDERR = 2, F_EXIT = 3 };    /* from it */
-
-static bool write_all(int fd, const void *buf, size_t n) {
-  const char *p = buf;
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      return false;
-    p += w;
-    n -= (size_t)w;
-  }
-  return true;
-}
 
 static bool send_frame(int sock, int type, const void *s, size_t n) {
   unsigned char h[5] = {(unsigned char)type, (unsigned char)(n >> 24),
                         (unsigned char)(n >> 16), (unsigned char)(n >> 8),
                         (unsigned char)n};
-  return write_all(sock, h, 5) && (n == 0 || write_all(sock, s, n));
+  return lx_relay_write(sock, h, 5, true) &&
+         (n == 0 || lx_relay_write(sock, s, n, true));
 }
 
 static void send_size(int sock) {
@@ -82,7 +70,7 @@ static void on_output(reader *r, const unsigned char *buf, size_t n) {
     }
     size_t take = n - i < r->left ? n - i : r->left;
     if (r->hdr[0] == F_STDOUT || r->hdr[0] == F_STDERR) {
-      write_all(r->hdr[0] == F_STDOUT ? 1 : 2, buf + i, take);
+      lx_relay_write(r->hdr[0] == F_STDOUT ? 1 : 2, buf + i, take, true);
     } else if (r->hdr[0] == F_EXIT) {
       for (size_t k = 0; k < take && r->stn < 4; k++)
         r->st[r->stn++] = buf[i + k];
@@ -97,6 +85,83 @@ static void on_output(reader *r, const unsigned char *buf, size_t n) {
     if (r->left == 0)
       r->got = 0;
   }
+}
+
+/* An attach under way: the relay's hooks share it. */
+typedef struct attaching {
+  int sock;
+  reader r;
+  const char *keys;     /* the detach keys */
+  size_t nkeys, matched;  /* how many of them were typed last */
+  bool detached, closed;
+} attaching;
+
+/* What the monitor sends: the container's output and, at last, its
+** status. */
+static void sock_data(lx_relay *rl, lx_relay_fd *f, const char *buf,
+                      size_t n) {
+  (void)f;
+  attaching *a = rl->ctx;
+  on_output(&a->r, (const unsigned char *)buf, n);
+  if (a->r.exited)
+    rl->stop = true;
+}
+
+static void sock_end(lx_relay *rl, lx_relay_fd *f) {
+  (void)f;
+  attaching *a = rl->ctx;
+  a->closed = rl->stop = true;
+}
+
+/* Our input, framed for the monitor. The detach keys are held back while
+** they may be typed; a sequence broken off is sent on as it was. */
+static void input_data(lx_relay *rl, lx_relay_fd *f, const char *buf,
+                       size_t n) {
+  (void)f;
+  attaching *a = rl->ctx;
+  unsigned char out[4096];
+  size_t k = 0;
+  for (size_t i = 0; i < n && !a->detached; i++) {
+    unsigned char c = (unsigned char)buf[i];
+    if (a->nkeys > 0 && c == (unsigned char)a->keys[a->matched]) {
+      if (++a->matched == a->nkeys)
+        a->detached = rl->stop = true;
+      continue;
+    }
+    if (a->matched > 0) {
+      if (k > 0)
+        send_frame(a->sock, F_INPUT, out, k);
+      k = 0;
+      send_frame(a->sock, F_INPUT, a->keys, a->matched);
+      a->matched = 0;
+      if (a->nkeys > 0 && c == (unsigned char)a->keys[0]) {
+        a->matched = 1;
+        continue;
+      }
+    }
+    out[k++] = c;
+    if (k == sizeof out) {
+      send_frame(a->sock, F_INPUT, out, k);
+      k = 0;
+    }
+  }
+  if (k > 0)
+    send_frame(a->sock, F_INPUT, out, k);
+}
+
+static void input_end(lx_relay *rl, lx_relay_fd *f) {
+  (void)f;
+  attaching *a = rl->ctx;
+  send_frame(a->sock, F_EOF, NULL, 0);
+}
+
+/* SIGWINCH: our size, for the container's terminal */
+static void winch_ready(lx_relay *rl, lx_relay_fd *f) {
+  attaching *a = rl->ctx;
+  struct signalfd_siginfo si;
+  while (read(f->fd, &si, sizeof si) == sizeof si)
+    ;
+  send_size(a->sock);
 }
 
 /* core.attach(path, [{input=, tty=, raw=, detach_keys=}])
@@ -157,72 +222,14 @@ static int l_attach(lua_State *L) {
   if (tty)
     send_size(sock);
 
-  reader r = {0};
-  bool in_open = input, detached = false, closed = false;
-  size_t matched = 0;
-  while (!r.exited && !detached && !closed) {
-    struct pollfd p[3] = {{.fd = sock, .events = POLLIN},
-                          {.fd = in_open ? 0 : -1, .events = POLLIN},
-                          {.fd = sfd, .events = POLLIN}};
-    if (poll(p, 3, -1) < 0) {
-      if (errno == EINTR)
-        continue;
-      break;
-    }
-    if (p[0].revents) {
-      unsigned char buf[16384];
-      ssize_t n = read(sock, buf, sizeof buf);
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n <= 0)
-        closed = true;
-      else
-        on_output(&r, buf, (size_t)n);
-    }
-    if (p[1].revents) {
-      unsigned char buf[4096], out[4096 + 16];
-      ssize_t n = read(0, buf, sizeof buf);
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n <= 0) {
-        in_open = false;
-        send_frame(sock, F_EOF, NULL, 0);
-        continue;
-      }
-      /* the detach keys are held back while they may be typed; a
-      ** sequence broken off is sent on as it was */
-      size_t k = 0;
-      for (ssize_t i = 0; i < n && !detached; i++) {
-        if (nkeys > 0 && buf[i] == (unsigned char)keys[matched]) {
-          if (++matched == nkeys)
-            detached = true;
-          continue;
-        }
-        if (matched > 0) {
-          memcpy(out + k, keys, matched);
-          k += matched;
-          matched = 0;
-          if (nkeys > 0 && buf[i] == (unsigned char)keys[0]) {
-            matched = 1;
-            continue;
-          }
-        }
-        out[k++] = buf[i];
-        if (k >= 4096) {
-          send_frame(sock, F_INPUT, out, k);
-          k = 0;
-        }
-      }
-      if (k > 0)
-        send_frame(sock, F_INPUT, out, k);
-    }
-    if (sfd >= 0 && p[2].revents) {
-      struct signalfd_siginfo si;
-      while (read(sfd, &si, sizeof si) == sizeof si)
-        ;
-      send_size(sock);
-    }
-  }
+  attaching at = {.sock = sock, .keys = keys, .nkeys = nkeys};
+  lx_relay rl;
+  lx_relay_init(&rl, &at);
+  lx_relay_stream(&rl, sock, sock_data, sock_end, NULL);
+  if (input)
+    lx_relay_stream(&rl, 0, input_data, input_end, NULL);
+  lx_relay_event(&rl, sfd, winch_ready, NULL);
+  lx_relay_run(&rl);
   if (restore)
     tcsetattr(0, TCSADRAIN, &saved);
   if (sfd >= 0)
@@ -236,12 +243,12 @@ static int l_attach(lua_State *L) {
   while (sigtimedwait(&pipeset, NULL, &zero) > 0)
     ;
   sigprocmask(SIG_SETMASK, &prev, NULL);
-  if (r.exited) {
+  if (at.r.exited) {
     lua_pushliteral(L, "exit");
-    lua_pushinteger(L, r.status);
+    lua_pushinteger(L, at.r.status);
     return 2;
   }
-  if (detached)
+  if (at.detached)
     lua_pushliteral(L, "detached");
   else
     lua_pushliteral(L, "closed");

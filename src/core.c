@@ -2,8 +2,9 @@
 ** core.c -- luactr.core: gathers each kernel area into one module.
 **
 **   core.ns      unshare, setns, clone flags
-**   core.mount   mount, umount, pivot_root, bind, mask, readonly
-**   core.spawn   the whole container start sequence, natively
+**   core.mount   mount, umount, bind, mask, read_in_root
+**   core.spawn   the whole container start sequence, natively, with a
+**                start barrier (process:start)
 **   core.pty     terminal sizes and pseudo-terminals
 **   core.sys     small process and clock primitives
 **   core.fs      files for the image store: stat, atomic writes, locks, trees

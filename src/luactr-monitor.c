@@ -58,6 +58,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "relay.h"
+
 #ifndef P_PIDFD
 #define P_PIDFD 3
 #endif
@@ -256,7 +258,8 @@ static void log_finish(void) {
 /* {====== attach clients ====== */
 
 static struct client {
-  int fd;
+  int fd;              /* -1: a free entry */
+  lx_relay_fd *slot;   /* the relay's */
   unsigned char hdr[5];
   int got;             /* header bytes read */
   uint32_t left;       /* payload bytes still to come */
@@ -264,10 +267,13 @@ static struct client {
   int rsn;
 } clients[MAX_CLIENTS];
 static int nclients;
+static lx_relay relay;
 
-static void drop(int i) {
-  close(clients[i].fd);
-  clients[i] = clients[--nclients];
+static void drop(struct client *c) {
+  lx_relay_remove(c->slot);
+  close(c->fd);
+  c->fd = -1;
+  nclients--;
 }
 
 static void put32(unsigned char *p, uint32_t v) {
@@ -282,11 +288,13 @@ static void broadcast(int type, const char *s, size_t n) {
   hdr[0] = (unsigned char)type;
   put32(hdr + 1, (uint32_t)n);
   struct iovec iov[2] = {{hdr, 5}, {(void *)s, n}};
-  for (int i = nclients - 1; i >= 0; i--) {
+  for (int i = 0; i < MAX_CLIENTS; i++) {
+    if (clients[i].fd < 0)
+      continue;
     struct msghdr m = {.msg_iov = iov, .msg_iovlen = 2};
     ssize_t w = sendmsg(clients[i].fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (w != (ssize_t)(n + 5))
-      drop(i);
+      drop(&clients[i]);
   }
 }
 
@@ -294,28 +302,19 @@ static int input_fd(void) {
   return o.master >= 0 ? o.master : o.in;
 }
 
+/* a container not reading its input loses it: it is never waited for */
 static void to_input(const unsigned char *s, size_t n) {
-  int fd = input_fd();
-  while (fd >= 0 && n > 0) {
-    ssize_t w = write(fd, s, n);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      return;  /* a container not reading its input loses it */
-    s += w;
-    n -= (size_t)w;
-  }
+  if (input_fd() >= 0)
+    lx_relay_write(input_fd(), s, n, false);
 }
 
-/* Reads what client i sent; false when it is gone. */
-static bool client_read(struct client *c) {
-  unsigned char buf[4096];
-  ssize_t n = read(c->fd, buf, sizeof buf);
-  if (n < 0 && (errno == EINTR || errno == EAGAIN))
-    return true;
-  if (n <= 0)
-    return false;
-  for (ssize_t i = 0; i < n;) {
+/* What client `f->ctx` sent: frames of input, resizes, end of input. */
+static void client_data(lx_relay *r, lx_relay_fd *f, const char *data,
+                        size_t n) {
+  (void)r;
+  struct client *c = f->ctx;
+  const unsigned char *buf = (const unsigned char *)data;
+  for (size_t i = 0; i < n;) {
     if (c->got < 5) {
       c->hdr[c->got++] = buf[i++];
       if (c->got == 5) {
@@ -331,7 +330,7 @@ static bool client_read(struct client *c) {
       }
       continue;
     }
-    size_t take = (size_t)(n - i) < c->left ? (size_t)(n - i) : c->left;
+    size_t take = n - i < c->left ? n - i : c->left;
     if (c->hdr[0] == F_INPUT) {
       to_input(buf + i, take);
     } else if (c->hdr[0] == F_RESIZE) {
@@ -343,12 +342,16 @@ static bool client_read(struct client *c) {
         ioctl(o.master, TIOCSWINSZ, &ws);
       }
     }
-    i += (ssize_t)take;
+    i += take;
     c->left -= (uint32_t)take;
     if (c->left == 0)
       c->got = 0;
   }
-  return true;
+}
+
+static void client_end(lx_relay *r, lx_relay_fd *f) {
+  (void)r;
+  drop(f->ctx);
 }
 
 static int listen_on(const char *path) {
@@ -370,19 +373,6 @@ static int listen_on(const char *path) {
 /* }====== */
 
 /* {====== the container's end ====== */
-
-/* Reads what fd has now; returns false at its end. */
-static bool pump(int fd, int stream) {
-  char buf[16384];
-  ssize_t n = read(fd, buf, sizeof buf);
-  if (n < 0 && (errno == EINTR || errno == EAGAIN))
-    return true;
-  if (n <= 0)
-    return false;  /* EOF, or EIO once a terminal's last slave closed */
-  log_data(stream, buf, (size_t)n);
-  broadcast(stream, buf, (size_t)n);
-  return true;
-}
 
 /* Writes D/exit.json: how the container ended (`how` "exit" or
 ** "signal", `code` its status or signal) and when. Best effort: on a
@@ -458,6 +448,95 @@ static void __attribute__((noreturn)) back_off(void) {
 
 /* }====== */
 
+/* {====== the relay: the container's output, its end, clients ====== */
+
+static bool reading;     /* output is read: not held for a first client */
+static bool exited;      /* the container ended (si says how) */
+static siginfo_t si;
+static int sfd[2] = {-1, -1};     /* stdout and stderr, or the terminal */
+static lx_relay_fd *streams[2];
+
+/* The end, once the container is gone and its output drained. */
+static void done_if_drained(lx_relay *r) {
+  if (exited && sfd[0] < 0 && sfd[1] < 0)
+    r->stop = true;
+}
+
+/* Waiting for the first client (run -it) lasts 10 s at most, also past
+** the end (its output and status are for that client): a caller killed
+** before it attached must not stall us. After the end, output still
+** buffered is drained for 2 s at most: a process the container left
+** holding a pipe must not keep us either. */
+static void set_timeout(lx_relay *r) {
+  r->timeout = !reading ? 10000 : exited ? 2000 : -1;
+}
+
+static void start_reading(lx_relay *r) {
+  reading = true;
+  for (int s = 0; s < 2; s++)
+    if (streams[s])
+      streams[s]->paused = false;
+  set_timeout(r);
+}
+
+static void idle(lx_relay *r) {
+  if (!reading)
+    start_reading(r);
+  else if (exited)
+    r->stop = true;
+}
+
+static void stream_data(lx_relay *r, lx_relay_fd *f, const char *buf,
+                        size_t n) {
+  (void)r;
+  int stream = f == streams[0] ? 1 : 2;
+  log_data(stream, buf, n);
+  broadcast(stream, buf, n);
+}
+
+/* EOF, or EIO once a terminal's last slave closed */
+static void stream_end(lx_relay *r, lx_relay_fd *f) {
+  int s = f == streams[0] ? 0 : 1;
+  close(sfd[s]);
+  if (sfd[s] == o.master)
+    o.master = -1;
+  sfd[s] = -1;
+  streams[s] = NULL;
+  done_if_drained(r);
+}
+
+static void pid_ready(lx_relay *r, lx_relay_fd *f) {
+  memset(&si, 0, sizeof si);
+  if (waitid((idtype_t)P_PIDFD, (id_t)o.pidfd, &si, WEXITED) != 0)
+    return;
+  exited = true;
+  lx_relay_remove(f);
+  set_timeout(r);
+  done_if_drained(r);
+}
+
+static void accept_ready(lx_relay *r, lx_relay_fd *f) {
+  int c = accept4(f->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+  if (c < 0)
+    return;
+  struct client *e = NULL;
+  for (int i = 0; i < MAX_CLIENTS && !e; i++)
+    if (clients[i].fd < 0)
+      e = &clients[i];
+  if (e)
+    *e = (struct client){.fd = c};
+  if (!e || !(e->slot = lx_relay_stream(r, c, client_data, client_end, e))) {
+    close(c);
+    if (e)
+      e->fd = -1;
+    return;
+  }
+  nclients++;
+  start_reading(r);
+}
+
+/* }====== */
+
 int main(int argc, char **argv) {
   if (!parse_args(argc, argv))
     return 125;
@@ -499,63 +578,22 @@ int main(int argc, char **argv) {
   clock_gettime(CLOCK_MONOTONIC, &began);
 
   /* the streams: stdout and stderr pipes, or the terminal as stdout */
-  int sfd[2] = {o.master >= 0 ? o.master : o.out, o.master >= 0 ? -1 : o.err};
-  bool reading = !o.wait_attach;
-  bool exited = false;
-  siginfo_t si;
-  for (;;) {
-    struct pollfd p[4 + MAX_CLIENTS];
-    int np = 0;
-    p[np++] = (struct pollfd){.fd = exited ? -1 : o.pidfd, .events = POLLIN};
-    p[np++] = (struct pollfd){.fd = lfd, .events = POLLIN};
-    for (int s = 0; s < 2; s++)
-      p[np++] = (struct pollfd){.fd = reading ? sfd[s] : -1, .events = POLLIN};
-    int polled = nclients;
-    for (int i = 0; i < nclients; i++)
-      p[np++] = (struct pollfd){.fd = clients[i].fd, .events = POLLIN};
-    if (exited && sfd[0] < 0 && sfd[1] < 0)
-      break;
-    /* Waiting for the first client (run -it) lasts 10 s at most, also
-    ** past the end (its output and status are for that client): a
-    ** caller killed before it attached must not stall us. After the
-    ** end, output still buffered is drained for 2 s at most: a process
-    ** the container left holding a pipe must not keep us either. */
-    int r = poll(p, (nfds_t)np, !reading ? 10000 : exited ? 2000 : -1);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r == 0 && !reading) {
-      reading = true;
-      continue;
-    }
-    if (r <= 0 && exited)
-      break;
-    if (p[0].revents) {
-      memset(&si, 0, sizeof si);
-      if (waitid((idtype_t)P_PIDFD, (id_t)o.pidfd, &si, WEXITED) == 0)
-        exited = true;
-    }
-    /* clients first, from the last: drop() moves the last one into the
-    ** gap, and every later step may drop or add some */
-    for (int i = polled - 1; i >= 0; i--)
-      if (p[4 + i].revents && !client_read(&clients[i]))
-        drop(i);
-    if (p[1].revents & POLLIN) {
-      int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-      if (c >= 0 && nclients < MAX_CLIENTS) {
-        clients[nclients++] = (struct client){.fd = c};
-        reading = true;
-      } else if (c >= 0) {
-        close(c);
-      }
-    }
-    for (int s = 0; s < 2; s++)
-      if (p[2 + s].revents && !pump(sfd[s], s + 1)) {
-        close(sfd[s]);
-        if (sfd[s] == o.master)
-          o.master = -1;
-        sfd[s] = -1;
-      }
-  }
+  sfd[0] = o.master >= 0 ? o.master : o.out;
+  sfd[1] = o.master >= 0 ? -1 : o.err;
+  reading = !o.wait_attach;
+  for (int i = 0; i < MAX_CLIENTS; i++)
+    clients[i].fd = -1;
+  lx_relay_init(&relay, NULL);
+  lx_relay_event(&relay, o.pidfd, pid_ready, NULL);
+  lx_relay_event(&relay, lfd, accept_ready, NULL);
+  for (int s = 0; s < 2; s++)
+    if ((streams[s] = lx_relay_stream(&relay, sfd[s], stream_data, stream_end,
+                                      NULL)))
+      streams[s]->paused = !reading;
+  relay.idle = idle;
+  set_timeout(&relay);
+  while (lx_relay_run(&relay) < 0 && !exited)
+    ;
   log_finish();
 
   const char *how = si.si_code == CLD_EXITED ? "exit" : "signal";
@@ -565,8 +603,9 @@ int main(int argc, char **argv) {
   unsigned char st[4];
   put32(st, (uint32_t)status);
   broadcast(F_EXIT, (const char *)st, 4);
-  while (nclients)
-    drop(0);
+  for (int i = 0; i < MAX_CLIENTS; i++)
+    if (clients[i].fd >= 0)
+      drop(&clients[i]);
   if (lfd >= 0)
     close(lfd);
   unlink(o.sock);

@@ -14,8 +14,9 @@
 ** then on /proc/PID/exe is that copy, which nobody can write, and no host
 ** file is in reach. It does the last steps, then execs the command:
 **
-**   exec  installs the seccomp filters, then execs the command, found
-**         along the PATH it is given as execvp would.
+**   exec  waits at the start barrier when there is one (core.spawn's
+**         opts.start = false), installs the seccomp filters, then execs
+**         the command, found along the PATH it is given as execvp would.
 **   join  (luactr exec) the same in a new process. The one that ran so
 **         far joined the container's namespaces while it was still in
 **         the host's pid namespace, invisible from the container; the
@@ -282,6 +283,27 @@ exec_command(char **argv, char **envp, const char *path) {
   fail(denied ? -EACCES : -ENOENT, "exec", prog, 127);
 }
 
+/* The start barrier (opts.start = false): says "created" on the error
+** pipe, then waits for process:start's byte on `fd`. Its end instead (the
+** handle closed, its owner gone) ends the process: the container was
+** never started. */
+static void wait_for_start(long fd) {
+  lx_report r;
+  r.err = 0;
+  r.len = 0;
+  put(&r, "created");
+  send(&r);
+  char c;
+  long n;
+  do
+    n = SYS(read, fd, &c, 1);
+  while (n == -EINTR);
+  if (n != 1)
+    for (;;)
+      SYS(exit_group, 125, 0, 0);
+  SYS(close, fd, 0, 0);
+}
+
 /* }====== */
 
 /* {====== init ====== */
@@ -324,7 +346,7 @@ static int stage(int argc, char **argv, char **envp) {
       install_filters(3);
     init_loop(number(argv[1]));
   }
-  if (argc < 6) {
+  if (argc < LX_STAGE_ARGS) {
     /* not started by luactr's spawn: by "#!/proc/self/exe", say */
     static const char msg[] = "luactr-stage: only luactr runs this\n";
     SYS(write, 2, msg, sizeof msg - 1);
@@ -335,9 +357,12 @@ static int stage(int argc, char **argv, char **envp) {
   long filterfd = number(argv[3]);
   if (errfd >= 0)
     SYS(fcntl, errfd, F_SETFD, FD_CLOEXEC);  /* ends with the command's exec */
+  long startfd = number(argv[5]);
+  if (startfd >= 0)
+    wait_for_start(startfd);
   if (filterfd >= 0)
     install_filters(filterfd);
-  if (argc < 7)
+  if (argc <= LX_STAGE_ARGS)
     fail(-EINVAL, "stage", "no command", 125);
   if (mode[0] == 'j') {
     long pid = SYS(clone, CLONE_PARENT | CLONE_VFORK, 0, 0);
@@ -374,7 +399,7 @@ static int stage(int argc, char **argv, char **envp) {
     if (r < 0)
       fail(r, "prctl", "pdeathsig", 125);
   }
-  exec_command(argv + 6, envp, argv[5]);
+  exec_command(argv + LX_STAGE_ARGS, envp, argv[6]);
 }
 
 #if defined(__x86_64__) || defined(__aarch64__)

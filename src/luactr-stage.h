@@ -1,9 +1,10 @@
 /*
-** luactr-stage.h -- what spawn.c and luactr-stage.c agree on.
+** luactr-stage.h -- what spawn (spawn.c, spawn-child.c) and
+** luactr-stage.c agree on.
 **
 ** The stage is the program a container's process execs just before its
-** command (see luactr-stage.c for why). spawn.c execs it from a sealed
-** memfd with the argument vector
+** command (see luactr-stage.c for why). spawn-child.c execs it from a
+** sealed memfd with the argument vector
 **
 **   argv[0]  "luactr-stage"
 **   argv[1]  the mode: "exec" or "join"
@@ -11,8 +12,13 @@
 **   argv[3]  the seccomp filters' fd, or "-"
 **   argv[4]  flags: "s" setsid, "t" take fd 0 as the controlling
 **            terminal, "p" SIGKILL on the parent's death; "-" for none
-**   argv[5]  where to look for the command ("" when its name has a slash)
-**   argv[6]  the command's argv[0], then its arguments
+**   argv[5]  the start barrier's fd, or "-": the stage says "created" on
+**            the error pipe and waits there until a byte comes (start);
+**            it exits at its end (the container was never started)
+**   argv[6]  where to look for the command: the PATH of its environment
+**            ("" when there is none: a name without a slash is then not
+**            found)
+**   argv[7]  the command's argv[0], then its arguments
 **
 ** and the command's environment as its own; or, as the init of --init,
 ** with "luactr-init", the command's pid (its child) and the seccomp
@@ -22,11 +28,14 @@
 #ifndef LUACTR_STAGE_H
 #define LUACTR_STAGE_H
 
+#define LX_STAGE_ARGS 7  /* the stage's own arguments, before the command's */
+
 /* What a failing step sends up the error pipe: errno and "step detail".
 ** A message is written whole, in one write (it is < PIPE_BUF), and only
 ** offsetof(lx_report, msg) + len + 1 of it is sent. */
 typedef struct lx_report {
-  int err;      /* the errno; 0 marks a "pid N" message (join mode) */
+  int err;      /* the errno; 0 marks a message that is no failure:
+                "pid N" (join mode) or "created" (the start barrier) */
   int len;      /* of msg, without its NUL */
   char msg[1024];
 } lx_report;

@@ -39,6 +39,33 @@ int lx_failmsg(lua_State *L, const char *msg, int err);
 void lx_checkkeys(lua_State *L, int idx, const char *where,
                   const char *const known[]);
 
+/* The getters of option tables. Each reads field `key` of the table at
+** `idx` (an absolute index) and raises on a value of another type,
+** naming the field as "<where>.<key>" ("spawn: process.cwd: expected
+** string, got number"); an absent field is no error. */
+
+/* Pushes t[key] and returns true when it is there; pushes nothing and
+** returns false when it is absent. */
+bool lx_opt_get(lua_State *L, int idx, const char *key, int type,
+                const char *where);
+
+/* The string t[key], or NULL when absent; it is anchored by the table. */
+const char *lx_opt_str(lua_State *L, int idx, const char *key,
+                       const char *where);
+
+/* The boolean t[key], false when absent. */
+bool lx_opt_bool(lua_State *L, int idx, const char *key, const char *where);
+
+/* The integer t[key], `dflt` when absent ("expected an integer" for a
+** float or anything else). */
+lua_Integer lx_opt_int(lua_State *L, int idx, const char *key,
+                       const char *where, lua_Integer dflt);
+
+/* Pushes the table t[key] and returns its length; pushes nothing and
+** returns -1 when it is absent. */
+lua_Integer lx_opt_array(lua_State *L, int idx, const char *key,
+                         const char *where);
+
 /* }====== */
 
 /* {====== async-signal-safe string building, for the child ====== */
@@ -57,6 +84,16 @@ void lx_buf_catint(lx_buf *b, long v);
 /* Joins `dir` and `name` into `out` (size PATH_MAX); returns false when the
 ** result does not fit. */
 bool lx_path_join(char *out, const char *dir, const char *name);
+
+/* Sends one byte over the unix socket `sock`, and with it the fd `fd`
+** (SCM_RIGHTS) unless fd < 0. Returns what sendmsg did: 1, or -1 with
+** errno. Never raises SIGPIPE. Async-signal-safe. */
+ssize_t lx_send_fd(int sock, int fd);
+
+/* Receives one byte from the unix socket `sock` and, when one came with
+** it, a fd (*fd, close-on-exec; else -1). Returns what recvmsg did: 1,
+** 0 at the end, -1 with errno. Async-signal-safe. */
+ssize_t lx_recv_fd(int sock, int *fd);
 
 /* The start time of process `pid` (clock ticks since boot, field 22 of
 ** /proc/PID/stat): with the pid it names one process, whatever pids are

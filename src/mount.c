@@ -1,6 +1,6 @@
 /*
 ** mount.c -- mounts: options, mounting beneath a root without leaving it,
-** masked and read-only paths, pivot_root.
+** masked and read-only paths, idmapped trees.
 **
 ** Paths inside a container's root filesystem are never trusted as strings
 ** before pivot_root: a symlink in the image could point anywhere on the
@@ -345,16 +345,6 @@ static int l_umount(lua_State *L) {
   return 1;
 }
 
-/* mount.pivot_root(new_root, put_old) -> true | nil, err, errno */
-static int l_pivot_root(lua_State *L) {
-  const char *nr = luaL_checkstring(L, 1);
-  const char *po = luaL_checkstring(L, 2);
-  if (syscall(SYS_pivot_root, nr, po) < 0)
-    return lx_fail(L, lua_pushfstring(L, "pivot_root %s", nr), errno);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
 /* mount.bind(source, target, [{recursive=, readonly=}]) */
 static int l_bind(lua_State *L) {
   const char *src = luaL_checkstring(L, 1);
@@ -383,15 +373,6 @@ static int l_mask(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   if (lx_mask_path(path) < 0)
     return lx_fail(L, lua_pushfstring(L, "mask %s", path), errno);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-/* mount.readonly(path): a read-only bind of itself. */
-static int l_readonly(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  if (lx_readonly_path(path) < 0)
-    return lx_fail(L, lua_pushfstring(L, "readonly %s", path), errno);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -448,10 +429,8 @@ static int l_read_in_root(lua_State *L) {
 static const luaL_Reg mount_funcs[] = {
   {"mount", l_mount},
   {"umount", l_umount},
-  {"pivot_root", l_pivot_root},
   {"bind", l_bind},
   {"mask", l_mask},
-  {"readonly", l_readonly},
   {"read_in_root", l_read_in_root},
   {NULL, NULL},
 };

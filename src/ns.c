@@ -114,20 +114,6 @@ int lx_ns_write_map(pid_t pid, const char *file, const char *map, size_t len) {
   return 0;
 }
 
-/* ns.write_map(pid, "uid_map" | "gid_map", text) -> true | nil, err, errno */
-static int l_write_map(lua_State *L) {
-  pid_t pid = (pid_t)luaL_checkinteger(L, 1);
-  const char *file = luaL_checkstring(L, 2);
-  size_t len;
-  const char *map = luaL_checklstring(L, 3, &len);
-  if (strcmp(file, "uid_map") != 0 && strcmp(file, "gid_map") != 0)
-    return luaL_argerror(L, 2, "expected \"uid_map\" or \"gid_map\"");
-  if (lx_ns_write_map(pid, file, map, len) < 0)
-    return lx_fail(L, file, errno);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
 /* ns.sethostname(name) -> true | nil, err, errno */
 static int l_sethostname(lua_State *L) {
   size_t len;
@@ -142,7 +128,6 @@ static const luaL_Reg ns_funcs[] = {
   {"unshare", l_unshare},
   {"setns", l_setns},
   {"sethostname", l_sethostname},
-  {"write_map", l_write_map},
   {NULL, NULL},
 };
 

@@ -2,7 +2,7 @@
 ** pty.c -- terminals: sizes, and whether a descriptor is one.
 **
 ** The relay between a caller's terminal and a container's pty is part of
-** process:wait (spawn.c), where it shares the poll loop with signals.
+** process:wait (process.c), through the one relay (relay.c).
 */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -22,17 +22,6 @@ static int l_size(lua_State *L) {
   return 2;
 }
 
-/* pty.resize(fd, rows, cols) -> true | nil, err, errno */
-static int l_resize(lua_State *L) {
-  int fd = (int)luaL_checkinteger(L, 1);
-  struct winsize ws = {.ws_row = (unsigned short)luaL_checkinteger(L, 2),
-                       .ws_col = (unsigned short)luaL_checkinteger(L, 3)};
-  if (ioctl(fd, TIOCSWINSZ, &ws) < 0)
-    return lx_fail(L, "TIOCSWINSZ", errno);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
 /* pty.isatty(fd) -> boolean */
 static int l_isatty(lua_State *L) {
   lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
@@ -41,7 +30,6 @@ static int l_isatty(lua_State *L) {
 
 static const luaL_Reg pty_funcs[] = {
   {"size", l_size},
-  {"resize", l_resize},
   {"isatty", l_isatty},
   {NULL, NULL},
 };

@@ -137,51 +137,13 @@ static int box_gc(lua_State *L) {
   return 0;
 }
 
-static const char *field_str(lua_State *L, int idx, const char *key,
-                             const char *where) {
-  int t = lua_getfield(L, idx, key);
-  if (t != LUA_TNIL && t != LUA_TSTRING)
-    luaL_error(L, "%s.%s: expected a string", where, key);
-  const char *s = lua_tostring(L, -1);  /* anchored by the profile */
-  lua_pop(L, 1);
-  return s;
-}
-
-static lua_Integer field_int(lua_State *L, int idx, const char *key,
-                             const char *where, lua_Integer dflt) {
-  if (lua_getfield(L, idx, key) == LUA_TNIL) {
-    lua_pop(L, 1);
-    return dflt;
-  }
-  int isint;
-  lua_Integer v = lua_tointegerx(L, -1, &isint);
-  if (!isint)
-    luaL_error(L, "%s.%s: expected an integer", where, key);
-  lua_pop(L, 1);
-  return v;
-}
-
-/* Pushes t[key] when it is an array (returns its length), or nothing
-** (returns -1) when it is absent. */
-static lua_Integer field_array(lua_State *L, int idx, const char *key,
-                               const char *where) {
-  int t = lua_getfield(L, idx, key);
-  if (t == LUA_TNIL) {
-    lua_pop(L, 1);
-    return -1;
-  }
-  if (t != LUA_TTABLE)
-    luaL_error(L, "%s.%s: expected an array", where, key);
-  return luaL_len(L, -1);
-}
-
 /* Reads the architectures into `tokens`, the native one first, each once;
 ** returns how many. */
 static int read_arches(lua_State *L, int idx, uint32_t tokens[LX_SECCOMP_MAX],
                        const char *where) {
   int count = 0;
   tokens[count++] = seccomp_arch_native();
-  lua_Integer n = field_array(L, idx, "architectures", where);
+  lua_Integer n = lx_opt_array(L, idx, "architectures", where);
   for (lua_Integer i = 1; i <= n; i++) {
     lua_geti(L, -1, i);
     const char *name = lua_tostring(L, -1);
@@ -212,7 +174,7 @@ static int read_arches(lua_State *L, int idx, uint32_t tokens[LX_SECCOMP_MAX],
 ** becomes one rule per comparison, as in runc and crun). */
 static int read_args(lua_State *L, int idx, struct scmp_arg_cmp cmp[6],
                      bool *repeats, const char *where) {
-  lua_Integer n = field_array(L, idx, "args", where);
+  lua_Integer n = lx_opt_array(L, idx, "args", where);
   int count = 0, seen = 0;
   *repeats = false;
   if (n > 6)
@@ -225,10 +187,10 @@ static int read_args(lua_State *L, int idx, struct scmp_arg_cmp cmp[6],
     static const char *const known[] = {"index", "value", "valueTwo", "op",
                                         NULL};
     lx_checkkeys(L, a, awhere, known);
-    lua_Integer index = field_int(L, a, "index", awhere, -1);
+    lua_Integer index = lx_opt_int(L, a, "index", awhere, -1);
     if (index < 0 || index > 5)
       luaL_error(L, "%s.index: expected 0 to 5", awhere);
-    const char *opname = field_str(L, a, "op", awhere);
+    const char *opname = lx_opt_str(L, a, "op", awhere);
     int k = 0;
     while (ops[k].name && !(opname && strcmp(ops[k].name, opname) == 0))
       k++;
@@ -239,8 +201,8 @@ static int read_args(lua_State *L, int idx, struct scmp_arg_cmp cmp[6],
     seen |= 1 << index;
     cmp[count].arg = (unsigned)index;
     cmp[count].op = ops[k].op;
-    cmp[count].datum_a = (scmp_datum_t)field_int(L, a, "value", awhere, 0);
-    cmp[count].datum_b = (scmp_datum_t)field_int(L, a, "valueTwo", awhere, 0);
+    cmp[count].datum_a = (scmp_datum_t)lx_opt_int(L, a, "value", awhere, 0);
+    cmp[count].datum_b = (scmp_datum_t)lx_opt_int(L, a, "valueTwo", awhere, 0);
     count++;
     lua_pop(L, 2);  /* the comparison and its name */
   }
@@ -251,7 +213,7 @@ static int read_args(lua_State *L, int idx, struct scmp_arg_cmp cmp[6],
 
 static void add_rules(lua_State *L, int idx, scmp_filter_ctx ctx,
                       uint32_t defact, const char *where) {
-  lua_Integer n = field_array(L, idx, "syscalls", where);
+  lua_Integer n = lx_opt_array(L, idx, "syscalls", where);
   for (lua_Integer i = 1; i <= n; i++) {
     const char *ewhere = lua_pushfstring(L, "%s.syscalls[%d]", where, (int)i);
     if (lua_geti(L, -2, i) != LUA_TTABLE)
@@ -260,15 +222,15 @@ static void add_rules(lua_State *L, int idx, scmp_filter_ctx ctx,
     static const char *const known[] = {"names", "action", "errnoRet",
                                         "args", NULL};
     lx_checkkeys(L, e, ewhere, known);
-    const char *actname = field_str(L, e, "action", ewhere);
+    const char *actname = lx_opt_str(L, e, "action", ewhere);
     if (!actname)
       luaL_error(L, "%s.action is missing", ewhere);
-    int ret = (int)field_int(L, e, "errnoRet", ewhere, EPERM);
+    int ret = (int)lx_opt_int(L, e, "errnoRet", ewhere, EPERM);
     uint32_t act = action(L, actname, ret, ewhere);
     struct scmp_arg_cmp cmp[6];
     bool repeats;
     int ncmp = read_args(L, e, cmp, &repeats, ewhere);
-    lua_Integer nn = field_array(L, e, "names", ewhere);
+    lua_Integer nn = lx_opt_array(L, e, "names", ewhere);
     for (lua_Integer j = 1; j <= nn; j++) {
       if (lua_geti(L, -1, j) != LUA_TSTRING)
         luaL_error(L, "%s.names[%d]: expected a string", ewhere, (int)j);
@@ -389,10 +351,10 @@ static long compile_one(lua_State *L, int idx, const uint32_t *tokens, int n,
 static void compile_profile(lua_State *L, int idx, lx_seccomp *f,
                             bool kept) {
   const char *where = "spawn: linux.seccomp";
-  const char *defname = field_str(L, idx, "defaultAction", where);
+  const char *defname = lx_opt_str(L, idx, "defaultAction", where);
   if (!defname)
     luaL_error(L, "%s.defaultAction is missing", where);
-  int defret = (int)field_int(L, idx, "defaultErrnoRet", where, EPERM);
+  int defret = (int)lx_opt_int(L, idx, "defaultErrnoRet", where, EPERM);
   uint32_t defact = action(L, defname, defret, where);
   uint32_t tokens[LX_SECCOMP_MAX];
   int ntokens = read_arches(L, idx, tokens, where);
@@ -487,7 +449,7 @@ static void key_top_str(lua_State *L, keyer *k) {
   lua_pop(L, 1);
 }
 
-/* t[key], a string or absent, as field_str reads it. */
+/* t[key], a string or absent, as lx_opt_str reads it. */
 static void key_str(lua_State *L, int idx, const char *key, keyer *k) {
   if (lua_getfield(L, idx, key) == LUA_TNIL) {
     lua_pop(L, 1);
@@ -497,7 +459,7 @@ static void key_str(lua_State *L, int idx, const char *key, keyer *k) {
   }
 }
 
-/* t[key], an integer or absent, as field_int reads it. */
+/* t[key], an integer or absent, as lx_opt_int reads it. */
 static void key_int(lua_State *L, int idx, const char *key, keyer *k) {
   if (lua_getfield(L, idx, key) == LUA_TNIL) {
     key_raw(k, 'n', NULL, 0);
@@ -823,7 +785,7 @@ static void cache_store(const char *dir, const uint8_t key[MAC_SIZE],
 /* The flags of the profile at `idx` (they are not in the programs). */
 static unsigned profile_flags(lua_State *L, int idx, const char *where) {
   unsigned flags = 0;
-  lua_Integer nf = field_array(L, idx, "flags", where);
+  lua_Integer nf = lx_opt_array(L, idx, "flags", where);
   for (lua_Integer i = 1; i <= nf; i++) {
     lua_geti(L, -1, i);
     const char *name = lua_tostring(L, -1);

@@ -1,6 +1,6 @@
 /*
-** util.c -- failures, option tables, async-signal-safe strings, and a
-** process's start time.
+** util.c -- failures, option tables and their getters, async-signal-safe
+** strings, fds over unix sockets, and a process's start time.
 */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "luactr.h"
@@ -48,6 +50,57 @@ void lx_checkkeys(lua_State *L, int idx, const char *where,
     if (!known[i])
       luaL_error(L, "%s: unknown field '%s'", where, k);
   }
+}
+
+bool lx_opt_get(lua_State *L, int idx, const char *key, int type,
+                const char *where) {
+  int t = lua_getfield(L, idx, key);
+  if (t == LUA_TNIL) {
+    lua_pop(L, 1);
+    return false;
+  }
+  if (t != type)
+    luaL_error(L, "%s.%s: expected %s, got %s", where, key,
+               lua_typename(L, type), luaL_typename(L, -1));
+  return true;
+}
+
+const char *lx_opt_str(lua_State *L, int idx, const char *key,
+                       const char *where) {
+  if (!lx_opt_get(L, idx, key, LUA_TSTRING, where))
+    return NULL;
+  const char *s = lua_tostring(L, -1);  /* anchored by the table */
+  lua_pop(L, 1);
+  return s;
+}
+
+bool lx_opt_bool(lua_State *L, int idx, const char *key, const char *where) {
+  if (!lx_opt_get(L, idx, key, LUA_TBOOLEAN, where))
+    return false;
+  bool b = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return b;
+}
+
+lua_Integer lx_opt_int(lua_State *L, int idx, const char *key,
+                       const char *where, lua_Integer dflt) {
+  if (lua_getfield(L, idx, key) == LUA_TNIL) {
+    lua_pop(L, 1);
+    return dflt;
+  }
+  int isint;
+  lua_Integer v = lua_tointegerx(L, -1, &isint);
+  if (!isint)
+    luaL_error(L, "%s.%s: expected an integer", where, key);
+  lua_pop(L, 1);
+  return v;
+}
+
+lua_Integer lx_opt_array(lua_State *L, int idx, const char *key,
+                         const char *where) {
+  if (!lx_opt_get(L, idx, key, LUA_TTABLE, where))
+    return -1;
+  return luaL_len(L, -1);
 }
 
 /* }====== */
@@ -97,6 +150,55 @@ bool lx_path_join(char *out, const char *dir, const char *name) {
   out[a] = '/';
   memcpy(out + a + 1, name, b + 1);
   return true;
+}
+
+/* }====== */
+
+/* {====== fds over unix sockets (async-signal-safe) ====== */
+
+/* room for one fd's control message, aligned as a cmsghdr */
+typedef union {
+  struct cmsghdr h;
+  char buf[CMSG_SPACE(sizeof(int))];
+} one_fd;
+
+ssize_t lx_send_fd(int sock, int fd) {
+  char byte = 0;
+  struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+  one_fd u;
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+  if (fd >= 0) {
+    memset(&u, 0, sizeof u);
+    msg.msg_control = u.buf;
+    msg.msg_controllen = sizeof u.buf;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof(int));
+  }
+  ssize_t n;
+  do
+    n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  return n;
+}
+
+ssize_t lx_recv_fd(int sock, int *fd) {
+  char byte;
+  struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+  one_fd u;
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1,
+                       .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+  ssize_t n;
+  do
+    n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  *fd = -1;
+  struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&msg) : NULL;
+  if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+    memcpy(fd, CMSG_DATA(c), sizeof *fd);
+  return n;
 }
 
 /* }====== */

@@ -80,7 +80,8 @@ local function run_step(step, root, config)
     host_resolv = step.network ~= "none" and fs.stat("/etc/resolv.conf") ~= nil,
   }, user)
   local proc, err, errno, where = core.spawn(s, { stdin = "null", forward_signals = true,
-    die_with_parent = true, seccomp_cache = require("luactr.spec.seccomp").cache_dir() })
+    die_with_parent = true, seccomp_cache = require("luactr.spec.seccomp").cache_dir(),
+    make_cwd = true })  -- a step's WORKDIR is made, as docker build does
   if not proc then
     return nil, err, errors.spawn(where, errno)
   end

@@ -107,6 +107,7 @@ local function become_monitor(store, st, ready, restarts)
     die_with_parent = true,
     cgroups = cg:folders(),
     seccomp_cache = require("luactr.spec.seccomp").cache_dir(),  -- as run's
+    make_cwd = true,  -- as run's
   }, store:container_dir(id))
   closeall(theirs)
   if not proc then

@@ -149,6 +149,7 @@ local function execute(o, started, made)
       forward_signals = true,
       cgroups = cg:folders(),
       seccomp_cache = seccomp.cache_dir(),  -- the filter an earlier run compiled
+      make_cwd = true,  -- Docker's rule: a missing working directory is made
     })
     if not proc then errors.raise(errors.spawn(step, errno), "run: %s", err) end
     if started then started(proc) end
