@@ -25,10 +25,11 @@
 **         gone and the filters in place, as luactr's own child
 **         (CLONE_PARENT). CLONE_VFORK holds us until it has exec'd (or
 **         failed), then "pid N" goes up the error pipe.
-**   init  (--init) PID 1: installs the filters, reaps the orphans the
-**         kernel hands it, forwards every signal to the command (its
-**         child, forked before this exec) and exits as the command did,
-**         128+N for a signal N, as tini does.
+**   init  (--init) PID 1: installs the filters, lets the command go on
+**         (it waits on a pipe whose other end is our fd 4), reaps the
+**         orphans the kernel hands it, forwards every signal to the
+**         command (its child, forked before this exec) and exits as the
+**         command did, 128+N for a signal N, as tini does.
 **
 ** See luactr-stage.h for the arguments. There is no libc here: a handful
 ** of system calls in inline assembly (x86_64, aarch64; elsewhere libc's
@@ -342,8 +343,9 @@ static int stage(int argc, char **argv, char **envp) {
   if (argc == 2 && streq(argv[0], "luactr-init")) {
     /* its name, for ps and top, instead of the memfd's */
     SYS(prctl, PR_SET_NAME, "init", 0);
-    if (SYS(fcntl, 3, F_GETFD, 0) >= 0)
-      install_filters(3);
+    if (SYS(fcntl, LX_INIT_FILTERS_FD, F_GETFD, 0) >= 0)
+      install_filters(LX_INIT_FILTERS_FD);
+    SYS(close, LX_INIT_BARRIER_FD, 0, 0);  /* the command may go on */
     init_loop(number(argv[1]));
   }
   if (argc < LX_STAGE_ARGS) {

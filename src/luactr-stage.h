@@ -21,9 +21,12 @@
 **   argv[7]  the command's argv[0], then its arguments
 **
 ** and the command's environment as its own; or, as the init of --init,
-** with "luactr-init", the command's pid (its child) and the seccomp
-** filters on fd 3, if any. It reads nothing else: no libc, no file, no
-** Lua. This header is plain C, with no libc in it.
+** with "luactr-init", the command's pid (its child), the seccomp
+** filters on fd 3, if any, and on fd 4 the write end of the pipe the
+** command waits on: the init closes it once its filters are in, so
+** nothing of the command runs while PID 1 is unconfined. It reads nothing
+** else: no libc, no file, no Lua. This header is plain C, with no libc
+** in it.
 */
 #ifndef LUACTR_STAGE_H
 #define LUACTR_STAGE_H
@@ -39,6 +42,10 @@ typedef struct lx_report {
   int len;      /* of msg, without its NUL */
   char msg[1024];
 } lx_report;
+
+/* --init: the init's fds (see above) */
+#define LX_INIT_FILTERS_FD 3
+#define LX_INIT_BARRIER_FD 4
 
 /* The seccomp filters, as spawn.c writes them for the stage to install:
 ** a header, then each filter's instructions (struct sock_filter, 8 bytes

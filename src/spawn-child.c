@@ -257,23 +257,23 @@ exec_stage(const spec *s, const char *mode, const char *flags) {
 
 /* --init: PID 1 becomes the stage's init, the parent of `child` (the
 ** command, forked already), as "luactr-init PID" (what ps shows), with the
-** seccomp filters on fd 3 when there are any. Its error pipe closes on
-** this exec: the command's exec alone ends it; so does `barrier`, which
-** the command waits on. */
+** seccomp filters on fd 3 when there are any and `barrier`, which the
+** command waits on, on fd 4: the init closes it once its filters are in
+** (its error pipe closes on this exec; the command's exec alone ends it). */
 static void __attribute__((noreturn))
 exec_init(const spec *s, pid_t child, int barrier) {
-  /* fd 3 is the filters' from here: what else is there moves */
-  if (barrier == 3 && fcntl(3, F_DUPFD_CLOEXEC, 4) < 0)
-    die(s, "fcntl", "init barrier");
-  int stage = s->stagefd;
-  if (stage == 3 && (stage = fcntl(3, F_DUPFD_CLOEXEC, 4)) < 0)
-    die(s, "fcntl", "luactr-stage");
-  if (s->filterfd >= 0 && s->filterfd != 3 && dup2(s->filterfd, 3) < 0)
+  /* out of the way of fds 3 and 4 first, then into them (dup2 clears
+  ** close-on-exec on the copy) */
+  int stage = fcntl(s->stagefd, F_DUPFD_CLOEXEC, 5);
+  int filters = s->filterfd < 0 ? -1 : fcntl(s->filterfd, F_DUPFD_CLOEXEC, 5);
+  int wait = fcntl(barrier, F_DUPFD_CLOEXEC, 5);
+  if (stage < 0 || wait < 0 || (s->filterfd >= 0 && filters < 0))
+    die(s, "fcntl", "luactr-init");
+  close(LX_INIT_FILTERS_FD);
+  if (filters >= 0 && dup2(filters, LX_INIT_FILTERS_FD) < 0)
     die(s, "dup2", "seccomp filters");
-  if (s->filterfd < 0)
-    close(3);
-  else if (fcntl(3, F_SETFD, 0) < 0)
-    die(s, "fcntl", "seccomp filters");
+  if (dup2(wait, LX_INIT_BARRIER_FD) < 0)
+    die(s, "dup2", "init barrier");
   lx_buf pid;
   lx_buf_init(&pid);
   lx_buf_catint(&pid, (long)child);
