@@ -21,7 +21,7 @@
 --   spec/init.lua          the one writer of a container's OCI spec (run, build step, exec)
 --   spec/options.lua       the run options, once: checks, flags, help
 --   spec/resources.lua     the limit options, as the spec's linux.resources
---   spec/seccomp.lua       Docker's seccomp profile as data, resolved per container
+--   spec/seccomp.lua       Docker's seccomp profile as data, resolved per container; its cache folder
 --   spec/devices.lua       --device and the devices cgroup's rules
 --   spec/users.lua         the container's user, from its root's passwd and group
 --   runtime/run.lua        running a container, attached or detached; start
@@ -29,18 +29,31 @@
 --   runtime/control.lua    stop, kill, pause, wait, top, inspect, rm, logs, stats
 --   runtime/exec.lua       a command in a running container (join mode)
 --   runtime/attach.lua     the client of a container's monitor; detach keys
---   runtime/monitor.lua    a detached container's native monitor: start, hand-over
+--   runtime/monitor.lua    a detached container's native monitor: start, hand-over, the restart policy
 --   runtime/logs.lua       a detached container's log (JSON lines), read and followed
 --   runtime/cgroup.lua     cgroups v1, v2, hybrid: layout, limits, the handle, sweep
 --   runtime/userns.lua     --userns=remap: subordinate ids, the remapped root
 --   runtime/handle.lua     a container handle: the API's verbs as methods
 --   runtime/state.lua      the state machine: statuses, transitions, what a record means now
---   storage/init.lua       the store: provisioning, locks, work, layers, images, containers
+--   storage/init.lua       the store: locks, work in tmp/, layers, containers, the reserve
+--   storage/provision.lua  where the store is on this host, made the first time (loop image); the run root
+--   storage/btrfs.lua      the btrfs driver: layers and roots as subvolumes and snapshots
+--   storage/overlay.lua    the overlay driver: layers as folders, roots as overlay mounts
+--   image/store.lua        image records in the store: read, checked, written, removed
 --   image/init.lua         the images: list, rmi (Docker's rule for those in use), tag, history
 --   image/reference.lua    image references, Docker's grammar
 --   build/init.lua         the builder: a plan's images, layer by layer, cached
 --   build/recipe.lua       the recipe language: a recipe file read into a plan
---   cli/init.lua           the command line, a client of this API
+--   build/copy.lua         a copy step: core.fs.copy beneath both roots, and its cache digest
+--   cli/init.lua           the command line, a client of this API: the verbs' table, errors shown
+--   cli/flags.lua          the command line's flag parser, for every verb
+--   cli/output.lua         columns, ages, sizes as the CLI prints them
+--   cli/run.lua            run (its flags are spec/options.lua's)
+--   cli/exec.lua           exec
+--   cli/build.lua          build, and `luactr recipe.lua`
+--   cli/images.lua         images, rmi, tag, history
+--   cli/containers.lua     ps, inspect, start, restart, logs, attach, rm, stop, kill, pause, wait, top, stats
+--   cli/system.lua         info, version
 --
 -- The native core, luactr.core (src/*.c), is the mechanism: see src/core.c.
 local M = {}

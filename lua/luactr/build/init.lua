@@ -9,6 +9,7 @@
 local copy = require "luactr.build.copy"
 local core = require "luactr.core"
 local errors = require "luactr.errors"
+local ids = require "luactr.ids"
 local json = require "luactr.json"
 local spec = require "luactr.spec"
 local users = require "luactr.spec.users"
@@ -18,10 +19,6 @@ local fs, digest = core.fs, core.digest
 local M = {}
 
 local fail, must = errors.fail, errors.must
-
-local function now_iso()
-  return os.date("!%Y-%m-%dT%H:%M:%SZ")
-end
 
 -- {====== image configs ======
 
@@ -372,7 +369,7 @@ function M.build(plan, o)
       built[image.name] = img
       local lock <close> = store:lock()
       local old = store:image(image.name)
-      img.created = (old and old.luactr and old.luactr.chain == img.luactr.chain and old.created) or now_iso()
+      img.created = (old and old.luactr and old.luactr.chain == img.luactr.chain and old.created) or ids.now()
       local id, msg = with_room(store, o.out, function()
         local put, res = pcall(store.put_image, store, image.name, img)
         if put then return res end

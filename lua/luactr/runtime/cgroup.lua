@@ -719,21 +719,9 @@ end
 -- are empty. Nothing else is ever removed: the luactr-* folders beside
 -- them may be another store's, or not luactr's at all.
 
--- run_base([root]) -> luactr's folder of run-time files (monitor sockets,
--- records): LUACTR_RUNROOT, else ROOT/run when LUACTR_ROOT is set (`root`:
--- the store's, real path), else /run/luactr. Gone at a reboot, as
--- cgroups are.
-function M.run_base(root)
-  local base = os.getenv("LUACTR_RUNROOT")
-  if base and base ~= "" then return base end
-  local env = os.getenv("LUACTR_ROOT")
-  if not env then return "/run/luactr" end
-  return (root or core.fs.realpath(env) or env) .. "/run"
-end
-
 -- records([root]) -> the folder of the records of runs without a store.
 function M.records(root)
-  return M.run_base(root) .. "/cgroups"
+  return require("luactr.storage.provision").run_base(root) .. "/cgroups"
 end
 
 local Claim = {}

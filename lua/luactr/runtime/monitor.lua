@@ -20,6 +20,8 @@ local container = require "luactr.runtime.containers"
 local state = require "luactr.runtime.state"
 local core = require "luactr.core"
 local errors = require "luactr.errors"
+local ids = require "luactr.ids"
+local provision = require "luactr.storage.provision"
 
 local M = {}
 
@@ -30,7 +32,7 @@ local sys, fs = core.sys, core.fs
 -- LUACTR_RUNROOT/<id>, else <LUACTR_ROOT>/run/<id> when LUACTR_ROOT is
 -- set, else /run/luactr/<id>.
 function M.run_dir(store, id)
-  return cgroup.run_base(store.root) .. "/" .. id
+  return provision.run_base(store.root) .. "/" .. id
 end
 
 -- socket(store, id) -> the path of the container's attach socket
@@ -111,11 +113,7 @@ local function become_monitor(store, st, ready, restarts)
   }, store:container_dir(id))
   closeall(theirs)
   if not proc then
-    local status = errors.FAILED
-    if step == "exec" then
-      status = (errno == sys.errno.ENOENT or errno == sys.errno.ENOTDIR)
-        and errors.NOT_FOUND or errors.CANNOT_EXEC
-    end
+    local status = errors.spawn(step, errno)
     cg:remove()
     container.exited(store, id, "exit", status)
     store:unmount_container(id)
@@ -270,7 +268,7 @@ local function last_run(store, id)
   if ex or not how then return ex, ran end
   local st = store:read_state(id)
   if not st or st.damaged then return nil, ran end
-  ex = { how = how, code = tonumber(code), finished = os.date("!%Y-%m-%dT%H:%M:%SZ") }
+  ex = { how = how, code = tonumber(code), finished = ids.now() }
   pcall(write_exit, store, id, ex)
   return ex, ran
 end

@@ -344,18 +344,13 @@ end
 -- compiling Docker's profile with libseccomp costs milliseconds, every
 -- start, and loading it from the cache some tens of microseconds; and a
 -- kept filter is compiled into the one that is cheapest to install.
--- It is seccomp/ in the run root, which is LUACTR_RUNROOT, else run/
--- under LUACTR_ROOT when only that is set, else /run/luactr: a tmpfs by
--- default, so a reboot (a new kernel, a new libseccomp) starts it
+-- It is seccomp/ in the run root (luactr.storage.provision.run_base): a
+-- tmpfs by default, so a reboot (a new kernel, a new libseccomp) starts it
 -- afresh; the key of each filter holds those and the profile anyway (see
 -- src/seccomp.c). Nothing is evicted: a file per profile and build of
 -- luactr, a few KiB each. A relative run root has none.
 function M.cache_dir()
-  local runroot = os.getenv("LUACTR_RUNROOT")
-  if not runroot or runroot == "" then
-    local root = os.getenv("LUACTR_ROOT")
-    runroot = (root and root ~= "") and root .. "/run" or "/run/luactr"
-  end
+  local runroot = require("luactr.storage.provision").run_base()
   if runroot:sub(1, 1) ~= "/" then return nil end  -- relative: no cache
   return runroot .. "/seccomp"
 end

@@ -32,6 +32,7 @@
 local check = require "luactr.check"
 local core = require "luactr.core"
 local errors = require "luactr.errors"
+local ids = require "luactr.ids"
 local images = require "luactr.image.store"
 local json = require "luactr.json"
 local provision = require "luactr.storage.provision"
@@ -65,10 +66,6 @@ local function write_new(path, text)
   local ok, werr = f:write(text)
   local closed, cerr = f:close()
   if not ok or not closed then fail("write %s: %s", path, werr or cerr) end
-end
-
-local function now_iso()
-  return os.date("!%Y-%m-%dT%H:%M:%SZ")
 end
 
 -- {====== a reserve of space for state ======
@@ -464,7 +461,7 @@ function Store:new_container(id, top, state)
     else
       -- a stand-in, so that no container is ever without a state; the
       -- caller writes (and syncs) the real one next
-      write_new(tmp .. "/state.json", json.encode({ id = id, status = "created", created = now_iso() }, true))
+      write_new(tmp .. "/state.json", json.encode({ id = id, status = "created", created = ids.now() }, true))
     end
     must("publish container " .. id, fs.rename(tmp, dir, { noreplace = true }))
   end)

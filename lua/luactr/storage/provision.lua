@@ -14,6 +14,7 @@
 -- is written last: there, it means the store is ready (and mounted).
 local core = require "luactr.core"
 local errors = require "luactr.errors"
+local units = require "luactr.units"
 
 local fs, loop, mount = core.fs, core.loop, core.mount
 
@@ -53,14 +54,10 @@ local function program(name)
   end
 end
 
+-- LUACTR_STORE_SIZE, in the one size grammar (luactr.units).
 local function parse_size(s)
-  local n, unit = tostring(s):lower():match("^(%d+)([kmgt]?)b?$")
-  if not n or tonumber(n) == 0 then
-    fail("LUACTR_STORE_SIZE: expected a size like 20g, got '%s'", s)
-  end
-  local mult = { [""] = 1, k = 1 << 10, m = 1 << 20, g = 1 << 30, t = 1 << 40 }
-  local size = tonumber(n) * mult[unit]
-  if math.type(size) ~= "integer" or size < 0 then fail("LUACTR_STORE_SIZE: '%s' is too big", s) end
+  local size = units.size(s)
+  if not size or size <= 0 then fail("LUACTR_STORE_SIZE: expected a size like 20g, got '%s'", s) end
   return size
 end
 
@@ -183,6 +180,18 @@ local function set_up(root, dir, wanted)
   end
   must("write " .. dir .. "/driver", fs.write_atomic(dir .. "/driver", driver .. "\n"))
   return driver
+end
+
+-- run_base([root]) -> luactr's folder of run-time files (monitor sockets,
+-- cgroup records, compiled seccomp filters): LUACTR_RUNROOT, else
+-- ROOT/run when LUACTR_ROOT is set (`root`: the store's, real path), else
+-- /run/luactr. Gone at a reboot, as cgroups are.
+function M.run_base(root)
+  local base = os.getenv("LUACTR_RUNROOT")
+  if base and base ~= "" then return base end
+  local env = os.getenv("LUACTR_ROOT")
+  if not env or env == "" then return "/run/luactr" end
+  return (root or fs.realpath(env) or env) .. "/run"
 end
 
 -- open([{ root=, driver= }]) -> root, store folder, driver name
