@@ -17,6 +17,7 @@
 --   json.lua               JSON, with arrays and objects told apart
 --   units.lua              sizes and signals as users write them
 --   ids.lua                container ids, random tokens, timestamps
+--   paths.lua              where luactr keeps things on this host: the store's root, the run root
 --   system.lua             the store as a whole (info)
 --   spec/init.lua          the one writer of a container's OCI spec (run, build step, exec)
 --   spec/options.lua       the run options, once: checks, flags, help
@@ -36,7 +37,7 @@
 --   runtime/handle.lua     a container handle: the API's verbs as methods
 --   runtime/state.lua      the state machine: statuses, transitions, what a record means now
 --   storage/init.lua       the store: locks, work in tmp/, layers, containers, the reserve
---   storage/provision.lua  where the store is on this host, made the first time (loop image); the run root
+--   storage/provision.lua  where the store is on this host, made the first time (loop image)
 --   storage/btrfs.lua      the btrfs driver: layers and roots as subvolumes and snapshots
 --   storage/overlay.lua    the overlay driver: layers as folders, roots as overlay mounts
 --   image/store.lua        image records in the store: read, checked, written, removed

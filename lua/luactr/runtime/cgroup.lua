@@ -721,7 +721,7 @@ end
 
 -- records([root]) -> the folder of the records of runs without a store.
 function M.records(root)
-  return require("luactr.storage.provision").run_base(root) .. "/cgroups"
+  return require("luactr.paths").run_base(root) .. "/cgroups"
 end
 
 local Claim = {}

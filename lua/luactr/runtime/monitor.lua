@@ -21,7 +21,7 @@ local state = require "luactr.runtime.state"
 local core = require "luactr.core"
 local errors = require "luactr.errors"
 local ids = require "luactr.ids"
-local provision = require "luactr.storage.provision"
+local paths = require "luactr.paths"
 
 local M = {}
 
@@ -32,7 +32,7 @@ local sys, fs = core.sys, core.fs
 -- LUACTR_RUNROOT/<id>, else <LUACTR_ROOT>/run/<id> when LUACTR_ROOT is
 -- set, else /run/luactr/<id>.
 function M.run_dir(store, id)
-  return provision.run_base(store.root) .. "/" .. id
+  return paths.run_base(store.root) .. "/" .. id
 end
 
 -- socket(store, id) -> the path of the container's attach socket

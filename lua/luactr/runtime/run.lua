@@ -1,6 +1,5 @@
 -- luactr.runtime.run: running a container, attached or detached, from an
 -- image or a root filesystem folder; starting a stopped one again.
-local attach = require "luactr.runtime.attach"
 local core = require "luactr.core"
 local cgroup = require "luactr.runtime.cgroup"
 local devices = require "luactr.spec.devices"
@@ -10,10 +9,12 @@ local seccomp = require "luactr.spec.seccomp"
 local options = require "luactr.spec.options"
 local resources = require "luactr.spec.resources"
 local spec = require "luactr.spec"
-local state = require "luactr.runtime.state"
 local users = require "luactr.spec.users"
 local units = require "luactr.units"
 local userns = require "luactr.runtime.userns"
+-- The store, the state machine, the monitor and the attach client are
+-- required where they are used: each module loaded is paid by every
+-- start, and `run --rootfs` needs none of them.
 
 local M = {}
 
@@ -242,6 +243,7 @@ function M.start(what)
   local store = require("luactr.storage").open()
   local container = require "luactr.runtime.containers"
   local id = container.find(store, what)
+  local state = require "luactr.runtime.state"
   local st = state.read(store, id)
   local damaged = container.damage(st)
   if damaged then errors.raise(errors.FAILED, "start: %s", damaged) end
@@ -264,7 +266,7 @@ local function detached_options(o)
     errors.raise(errors.FAILED, "run: --restart and --rm do not go together")
   end
   d.log_max, d.log_files = log_options(o.log_opt)
-  attach.detach_keys(o.detach_keys)
+  require("luactr.runtime.attach").detach_keys(o.detach_keys)
   return d
 end
 
@@ -297,7 +299,7 @@ local function run_detached(store, n, o, img, d)
   if o.detach then return c end
   -- its monitor waits for us even past the container's end (run -it
   -- --rm of a command that ends at once): no state check here
-  local how, code = attach.connect(store, store:read_state(n.id), { detach_keys = o.detach_keys })
+  local how, code = require("luactr.runtime.attach").connect(store, store:read_state(n.id), { detach_keys = o.detach_keys })
   if how == "detached" then return c, "detached" end
   if code == 0 then return true, "exit", 0 end
   if code > 128 then return nil, "signal", code - 128 end

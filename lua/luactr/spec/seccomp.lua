@@ -344,13 +344,13 @@ end
 -- compiling Docker's profile with libseccomp costs milliseconds, every
 -- start, and loading it from the cache some tens of microseconds; and a
 -- kept filter is compiled into the one that is cheapest to install.
--- It is seccomp/ in the run root (luactr.storage.provision.run_base): a
+-- It is seccomp/ in the run root (luactr.paths.run_base): a
 -- tmpfs by default, so a reboot (a new kernel, a new libseccomp) starts it
 -- afresh; the key of each filter holds those and the profile anyway (see
 -- src/seccomp.c). Nothing is evicted: a file per profile and build of
 -- luactr, a few KiB each. A relative run root has none.
 function M.cache_dir()
-  local runroot = require("luactr.storage.provision").run_base()
+  local runroot = require("luactr.paths").run_base()
   if runroot:sub(1, 1) ~= "/" then return nil end  -- relative: no cache
   return runroot .. "/seccomp"
 end

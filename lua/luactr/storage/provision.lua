@@ -14,6 +14,7 @@
 -- is written last: there, it means the store is ready (and mounted).
 local core = require "luactr.core"
 local errors = require "luactr.errors"
+local paths = require "luactr.paths"
 local units = require "luactr.units"
 
 local fs, loop, mount = core.fs, core.loop, core.mount
@@ -182,25 +183,13 @@ local function set_up(root, dir, wanted)
   return driver
 end
 
--- run_base([root]) -> luactr's folder of run-time files (monitor sockets,
--- cgroup records, compiled seccomp filters): LUACTR_RUNROOT, else
--- ROOT/run when LUACTR_ROOT is set (`root`: the store's, real path), else
--- /run/luactr. Gone at a reboot, as cgroups are.
-function M.run_base(root)
-  local base = os.getenv("LUACTR_RUNROOT")
-  if base and base ~= "" then return base end
-  local env = os.getenv("LUACTR_ROOT")
-  if not env or env == "" then return "/run/luactr" end
-  return (root or fs.realpath(env) or env) .. "/run"
-end
-
 -- open([{ root=, driver= }]) -> root, store folder, driver name
 -- Finds the store, or makes it (see above). A store keeps the driver it
 -- was made with, and asking for the other one is an error (rather than a
 -- store that cannot read its layers).
 function M.open(o)
   o = o or {}
-  local root = o.root or os.getenv("LUACTR_ROOT") or "/var/lib/luactr"
+  local root = o.root or paths.root()
   local wanted = o.driver or os.getenv("LUACTR_DRIVER")
   if wanted == "" then wanted = nil end
   if wanted and not DRIVERS[wanted] then
