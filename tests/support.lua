@@ -218,9 +218,24 @@ function M.listing(cmd)
 end
 
 -- The host's mount table, as lines.
+-- Is `path` another run's (a suite or a bench running beside this one
+-- on the same machine), not this run's nor the host's own?
+function M.foreign(path)
+  local top = path:match("^/tmp/(luactr%-test%.[^/]+)") or path:match("^/tmp/(luactr%-bench[^/]*)")
+  if not top then return false end
+  for _, dir in ipairs(made) do
+    if dir == "/tmp/" .. top then return false end
+  end
+  return true
+end
+
+-- The mount table, as lines of mountinfo, without other runs' mounts.
 function M.mounts()
   local t = {}
-  for line in io.lines("/proc/self/mountinfo") do t[#t + 1] = line end
+  for line in io.lines("/proc/self/mountinfo") do
+    local point = line:match("^%S+ %S+ %S+ %S+ (%S+)")
+    if not (point and M.foreign(point)) then t[#t + 1] = line end
+  end
   return t
 end
 
