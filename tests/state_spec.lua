@@ -392,3 +392,24 @@ describe("the cgroup of a killed --rootfs run #root", function()
 end)
 
 -- }======
+
+describe("a store removed under a running container #root", function()
+  it("is not made again by the container's monitor when the container ends", function()
+    local root = store()
+    local code, out, err = root.luactr("run -d busybox sleep 2")
+    assert.are.equal(0, code, err)
+    local id = out:match("%x+")
+    assert.is_truthy(eventually(function() return root.state(id).status == "running" end))
+    -- the store goes while the container runs on (its root is in it:
+    -- the unmount is lazy)
+    code, _, err = root.shell(("umount -l %s && rm -rf --one-file-system %s"):format(
+      q(root.path .. "/store"), q(root.path)))
+    assert.are.equal(0, code, err)
+    -- the container ends 2 s after its start; its monitor then finds no
+    -- store, and leaves it so
+    os.execute("sleep 4")
+    assert.is_false(exists(root.path))
+    local _, loops = support.sh("losetup -j " .. q(root.path .. "/store.img"))
+    assert.are.equal("", loops)
+  end)
+end)

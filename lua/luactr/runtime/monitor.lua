@@ -336,8 +336,12 @@ end
 -- the top. Ends this process, or makes it the container's new monitor.
 function M.handle(id)
   local event = take("LUACTR_MONITOR_EVENT")
-  local store = require("luactr.storage").open()
-  local ok, err = pcall(event == "waited" and waited or ended, store, id)
+  -- a store removed meanwhile is not made again: there is nothing left
+  -- to record
+  local ok, store = pcall(require("luactr.storage").open, { existing = true })
+  if not ok then die(nil, store) end
+  local err
+  ok, err = pcall(event == "waited" and waited or ended, store, id)
   die(nil, ok and "monitor: returned" or err)
 end
 

@@ -183,8 +183,10 @@ local function set_up(root, dir, wanted)
   return driver
 end
 
--- open([{ root=, driver= }]) -> root, store folder, driver name
--- Finds the store, or makes it (see above). A store keeps the driver it
+-- open([{ root=, driver=, existing= }]) -> root, store folder, driver name
+-- Finds the store, or makes it (see above); with `existing`, a store
+-- that is not there is an error ("no store at ROOT"), not made: for a
+-- monitor whose store was removed under it. A store keeps the driver it
 -- was made with, and asking for the other one is an error (rather than a
 -- store that cannot read its layers).
 function M.open(o)
@@ -195,12 +197,16 @@ function M.open(o)
   if wanted and not DRIVERS[wanted] then
     fail("LUACTR_DRIVER: expected btrfs or overlay, got '%s'", wanted)
   end
+  if o.existing and not exists(root) then fail("no store at %s", root) end
   must("mkdir " .. root, fs.mkdirs(root, 448))
   root = must("realpath " .. root, fs.realpath(root))
   local dir = root .. "/store"
   -- the common case costs one read: the driver file is in place only
   -- once the store is set up (and, for an image, mounted)
   local driver = read_driver(dir)
+  if not driver and o.existing and not exists(root .. "/store.img") then
+    fail("no store at %s", root)
+  end
   if not driver then
     local lock <close> = must("lock " .. root, fs.lock(root .. "/.lock"))
     driver = set_up(root, dir, wanted)
