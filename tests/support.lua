@@ -154,9 +154,11 @@ function M.store_root(driver)
       if point ~= dir .. "/store" then leaked[#leaked + 1] = point end
       os.execute(("umount %s 2>/dev/null || umount -l %s"):format(shell_quote(point), shell_quote(point)))
     end
-    -- the loop device lets go of the image just after the unmount returns
+    -- the loop device lets go of the image just after the unmount returns;
+    -- later, while a mount namespace made meanwhile (another run's
+    -- container, before its pivot_root) still holds a copy of the mount
     local loops
-    for _ = 1, 100 do
+    for _ = 1, 400 do
       local p = io.popen("losetup -j " .. shell_quote(dir .. "/store.img") .. " 2>/dev/null")
       loops = p:read("a")
       p:close()
