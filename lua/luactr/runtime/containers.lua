@@ -25,7 +25,8 @@ local alive, runner_alive = state.alive, state.runner_alive
 -- detached container (run by its monitor's successor, see luactr.runtime.monitor,
 -- and by anyone who finds its monitor gone): exit code, OOMKilled, its
 -- cgroup removed, its root unmounted; a --rm container is removed unless
--- it is about to be restarted. Nil when the container is gone.
+-- it is about to be restarted (`restarting`: then it is recorded so).
+-- Nil when the container is gone.
 function M.finish(store, id, restarting)
   local lock <close> = store:lock()
   local st = state.read(store, id)
@@ -36,7 +37,10 @@ function M.finish(store, id, restarting)
     st.OOMKilled = cg:oom_killed() or false
     if cg:empty() and cg:remove() then st.cgroups, st.cgroup_parents = nil, nil end
   end
-  if st.status ~= state.EXITED then state.set(st, state.EXITED) end
+  -- one about to be restarted says so until it runs again: not exited
+  -- for a moment between two runs
+  local to = restarting and state.RESTARTING or state.EXITED
+  if st.status ~= to then state.set(st, to) end
   st.stale = nil
   st.pid, st.pid_start = nil, nil
   st.finished = st.finished or ids.now()

@@ -36,6 +36,7 @@
 --     before anything runs in it);
 --   * a created one whose runner is gone, having made its cgroup, exited
 --     (stale): it never ran;
+--   * a restarting one whose monitor is gone exited: it was not run again;
 --   * the freezer, not the file, says whether it is paused.
 local cgroup = require "luactr.runtime.cgroup"
 local core = require "luactr.core"
@@ -229,6 +230,8 @@ function M.read(store, id)
     end
   elseif M.is_created(st) and st.cgroups and not M.runner_alive(st) then
     st.status, st.stale = M.EXITED, true
+  elseif M.is_restarting(st) and not M.runner_alive(st) then
+    st.status = M.EXITED  -- its monitor was killed before it ran it again
   end
   if st.status == M.RUNNING and st.cgroups and st.cgroups.freezer
      and cgroup.frozen(st.cgroups.freezer) then
